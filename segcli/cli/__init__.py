@@ -1,0 +1,48 @@
+"""The ``segcli`` command line: one Typer app, one module per command.
+
+The CLI parses options, calls the engine and prints with rich; it holds no logic of its own.
+``main`` is the console-script entry point.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from segcli import __version__
+from segcli.cli import convert as convert_cmd
+from segcli.cli import stats as stats_cmd
+
+app = typer.Typer(
+    name="segcli",
+    help="Convert, train, predict and evaluate image segmentation datasets (VIA, COCO, label masks).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"segcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                      help="Show the version and exit.")) -> None:
+    """segcli: segmentation datasets from the command line.
+
+    Examples:
+      segcli convert via_project.json coco.json
+      segcli stats coco.json --images images/
+    """
+
+
+app.command("convert", no_args_is_help=True)(convert_cmd.convert)
+app.command("stats", no_args_is_help=True)(stats_cmd.stats)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

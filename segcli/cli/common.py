@@ -1,0 +1,73 @@
+"""Shared CLI pieces: consoles, option types, and the mapping of SegcliError to exit codes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segcli.errors import SegcliError
+from segcli.ledger import Ledger
+
+console = Console()
+err_console = Console(stderr=True)
+
+ImagesOption = Annotated[Path | None, typer.Option(
+    "--images", "-i", help="Image folder (default: the annotation file's folder, or VIA's default path).",
+    file_okay=False)]
+LabelAttrOption = Annotated[str | None, typer.Option(
+    "--label-attr", help="VIA region attribute holding the class (default: detected).")]
+CategoryOption = Annotated[str, typer.Option(
+    "--category", help="Category for regions with no class attribute.")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn SegcliError into one red line on stderr and its exit code (SEGCLI_DEBUG=1: traceback)."""
+    try:
+        yield
+    except SegcliError as exc:
+        if os.environ.get("SEGCLI_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+STYLES = {"error": "red", "missing": "red", "dropped": "yellow", "skipped": "yellow",
+          "clipped": "yellow", "repaired": "yellow", "changed": "yellow"}
+
+
+def grouped_table(rows: list[dict], title: str) -> Table | None:
+    """Rows with action/image/item/reason grouped by action and the reason's general part
+    (before its first colon), with a count and the first place each was seen."""
+    if not rows:
+        return None
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["action"], row["reason"].split(":", 1)[0]), []).append(row)
+    table = Table(title=title, title_justify="left")
+    table.add_column("action")
+    table.add_column("what", overflow="fold")
+    table.add_column("count", justify="right")
+    table.add_column("first seen", overflow="fold")
+    for (action, head), members in sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
+        first = members[0]
+        where = " ".join(p for p in (first["image"], first["item"]) if p)
+        style = STYLES.get(action)
+        table.add_row(f"[{style}]{action}[/]" if style else action, head, str(len(members)), where)
+    return table
+
+
+def ledger_table(ledger: Ledger, title: str = "What changed") -> Table | None:
+    """The ledger as a grouped table, or None when it is empty."""
+    return grouped_table([{"action": e.action, "image": e.image, "item": e.item, "reason": e.reason}
+                          for e in ledger.entries], title)

@@ -1,0 +1,116 @@
+"""Atomic file and folder writes and guarded JSON reads.
+
+Outputs are written to a temporary sibling and moved into place with ``os.replace`` so a crash,
+a kill -9 or a full disk never leaves a half-written file under the final name. JSON input is read
+with errors turned into one-line ``SegcliError`` messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from segcli.errors import SegcliError
+
+MAX_JSON_BYTES = 2 * 1024**3
+
+
+def read_json(path: Path) -> object:
+    """Load a JSON file; malformed, truncated, non-UTF-8 or NaN-bearing files raise SegcliError."""
+    path = Path(path)
+    if not path.exists():
+        raise SegcliError("file not found", path)
+    if path.is_dir():
+        raise SegcliError("is a folder, expected a JSON file", path)
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise SegcliError(f"file is larger than {MAX_JSON_BYTES >> 30} GB; split it first", path)
+    if path.stat().st_size == 0:
+        raise SegcliError("file is empty", path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SegcliError(f"not UTF-8 text (byte {exc.start})", path) from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise SegcliError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                          path) from None
+    except RecursionError:
+        raise SegcliError("JSON nested too deeply", path) from None
+    except ValueError as exc:
+        raise SegcliError(str(exc), path) from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"invalid JSON: {name} is not a number")
+
+
+@contextmanager
+def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success move it onto ``target``.
+
+    Works for files and folders. On any exception the temporary path is removed and ``target``
+    is left as it was.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise SegcliError("output exists; pass --overwrite to replace it", target)
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise SegcliError(f"cannot write here: {exc.strerror}", parent) from None
+    inner = tmp / target.name
+    try:
+        yield inner
+        _replace(inner, target)
+    except OSError as exc:
+        raise SegcliError(f"cannot write: {exc.strerror or exc}", target) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.is_dir() and not source.is_dir():
+        raise SegcliError("output is a folder, expected a file path", target)
+    if target.is_dir():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
+
+
+def write_json_atomic(target: Path, data: object, overwrite: bool = False,
+                      indent: int | None = None) -> None:
+    """Serialise ``data`` to ``target`` atomically (no NaN allowed, UTF-8, non-ASCII kept)."""
+    with atomic_path(target, overwrite) as tmp:
+        _write_json(tmp, data, indent)
+
+
+def _write_json(path: Path, data: object, indent: int | None) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, allow_nan=False, indent=indent,
+                  separators=(",", ":") if indent is None else None)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_files_atomic(target: Path, write: Callable[[Path], None], overwrite: bool = False) -> None:
+    """Run ``write(tmp_path)`` and move the result onto ``target`` (a file or a folder)."""
+    with atomic_path(target, overwrite) as tmp:
+        write(tmp)
+
+
+def is_finite_number(value: object) -> bool:
+    """True for int/float values that are finite (bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,231 @@
+"""Geometry shared by every format: VIA shapes to polygons, repair and clipping, RLE and masks.
+
+This is the only module that calls pycocotools.mask, shapely and cv2 contour functions. Pixel
+convention (COCO's and detectron2's): pixel (i, j) covers [j, j+1) x [i, i+1), so a polygon through
+pixel centres sits at index + 0.5. Areas and boxes are always those of the rasterised mask
+(pycocotools ``area``/``toBbox``), i.e. of what a model trains on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import shapely
+from pycocotools import mask as mask_utils
+from shapely.geometry import MultiPolygon, Polygon, box
+
+Note = Callable[[str, str], None]
+"""Callback ``note(action, reason)`` that records a ledger entry for the current object."""
+
+MAX_COORDINATE = 1e6
+"""Coordinates beyond this magnitude are treated as corrupt input, not clipped."""
+
+
+def check_numbers(values: list, what: str) -> str | None:
+    """Return a problem description if ``values`` is not a list of finite, sane numbers."""
+    if not isinstance(values, list):
+        return f"{what} must be a list of numbers, got {type(values).__name__}"
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{what} holds a non-number ({value!r})"
+        if not math.isfinite(value):
+            return f"{what} holds {value}"
+        if abs(value) > MAX_COORDINATE:
+            return f"{what} holds {value:g}, beyond +-{MAX_COORDINATE:g}"
+    return None
+
+
+def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
+    """Polygon (N x 2 float64) approximating an ellipse rotated by ``theta`` radians (clockwise
+    on screen, as VIA draws it); a vertex every ~1.5 px, 24 to 720 vertices."""
+    n = int(min(720, max(24, math.ceil(2 * math.pi * max(rx, ry) / 1.5))))
+    t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
+    ct, st = math.cos(theta), math.sin(theta)
+    x = rx * np.cos(t)
+    y = ry * np.sin(t)
+    return np.stack([cx + x * ct - y * st, cy + x * st + y * ct], axis=1)
+
+
+def via_shape_to_points(shape: dict) -> np.ndarray:
+    """Outline of an area VIA shape as an N x 2 float64 array (polygon, rect, circle, ellipse).
+
+    The input is assumed validated by the reader (numbers present and finite).
+    """
+    name = shape["name"]
+    if name == "polygon":
+        points = np.stack([np.asarray(shape["all_points_x"], dtype=np.float64),
+                           np.asarray(shape["all_points_y"], dtype=np.float64)], axis=1)
+        if len(points) > 1 and (points[0] == points[-1]).all():
+            points = points[:-1]  # VIA 0.1b repeats the first point; the ring closes anyway
+        return points
+    if name == "rect":
+        x, y, w, h = (float(shape[k]) for k in ("x", "y", "width", "height"))
+        return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float64)
+    if name == "circle":
+        r = float(shape["r"])
+        return ellipse_points(float(shape["cx"]), float(shape["cy"]), r, r)
+    if name == "ellipse":
+        return ellipse_points(float(shape["cx"]), float(shape["cy"]), float(shape["rx"]),
+                              float(shape["ry"]), float(shape.get("theta", 0.0) or 0.0))
+    raise ValueError(f"shape {name!r} has no area")
+
+
+def clean_polygon(points: np.ndarray, width: int, height: int, note: Note) -> tuple[list[Polygon], bool]:
+    """Make a polygon valid and clip it to the image, recording every change.
+
+    Args:
+        points: N x 2 float64 outline.
+        width, height: image size; the polygon is clipped to [0, width] x [0, height].
+        note: ledger callback.
+
+    Returns:
+        (valid shapely polygons, possibly with holes, empty if nothing is left;
+         whether they differ from ``points``).
+    """
+    if len(points) < 3 or len(np.unique(points, axis=0)) < 3:
+        note("dropped", f"degenerate polygon: {len(np.unique(points, axis=0))} distinct points")
+        return [], True
+    polygon = Polygon(points)
+    inside = (points.min() >= 0 and points[:, 0].max() <= width and points[:, 1].max() <= height)
+    if inside and polygon.is_valid:
+        return ([polygon], False) if polygon.area > 0 else (_dropped_flat(note), True)
+    parts: list[Polygon] = [polygon]
+    if not polygon.is_valid:
+        before = abs(shoelace_area(points))
+        parts = polygon_parts(shapely.make_valid(polygon))
+        after = sum(p.area for p in parts)
+        note("repaired", f"invalid polygon made valid: {shapely.is_valid_reason(polygon)}, "
+             f"area {before:.1f} -> {after:.1f} px2, {len(parts)} part(s)")
+    if not inside:
+        frame = box(0, 0, width, height)
+        before = sum(p.area for p in parts)
+        parts = [q for p in parts for q in polygon_parts(p.intersection(frame))]
+        after = sum(p.area for p in parts)
+        if not parts:
+            note("dropped", f"entirely outside the image: {width}x{height}")
+            return [], True
+        note("clipped", f"extends outside the image: {width}x{height}, area {before:.1f} -> {after:.1f} px2")
+    return [p for p in parts if p.area > 0] or _dropped_flat(note), True
+
+
+def _dropped_flat(note: Note) -> list[Polygon]:
+    note("dropped", "polygon has zero area")
+    return []
+
+
+def shoelace_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def polygon_parts(geometry) -> list[Polygon]:
+    """The polygons inside any shapely geometry (lines and points are dropped)."""
+    if geometry.is_empty:
+        return []
+    if isinstance(geometry, Polygon):
+        return [geometry]
+    if isinstance(geometry, MultiPolygon):
+        return list(geometry.geoms)
+    if hasattr(geometry, "geoms"):
+        return [p for g in geometry.geoms for p in polygon_parts(g)]
+    return []
+
+
+def ring_to_flat(ring) -> list[float]:
+    """A shapely ring as a flat COCO list without the closing point."""
+    coords = np.asarray(ring.coords, dtype=np.float64)[:-1]
+    return [float(v) for v in coords.reshape(-1)]
+
+
+def points_to_flat(points: np.ndarray) -> list[float]:
+    """N x 2 points as a flat COCO list."""
+    return [float(v) for v in points.reshape(-1)]
+
+
+def polygons_to_rle(parts: list[list[float]], height: int, width: int) -> dict:
+    """Rasterise COCO polygon parts (union) into one compressed RLE, as pycocotools does."""
+    return mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
+
+
+def shapely_to_rle(parts: list[Polygon], height: int, width: int) -> dict:
+    """Rasterise shapely polygons with holes: exteriors minus interiors, one compressed RLE."""
+    outer = polygons_to_rle([ring_to_flat(p.exterior) for p in parts], height, width)
+    holes = [ring_to_flat(r) for p in parts for r in p.interiors]
+    if not holes:
+        return outer
+    mask = rle_to_mask(outer) & ~rle_to_mask(polygons_to_rle(holes, height, width))
+    return mask_to_rle(mask)
+
+
+def shapely_to_segmentation(parts: list[Polygon], height: int, width: int) -> tuple[list | dict, dict]:
+    """COCO segmentation for valid polygons: polygon list when no holes, else RLE.
+
+    Returns:
+        (segmentation as written to JSON, compressed RLE of the same mask).
+    """
+    if any(p.interiors for p in parts):
+        rle = shapely_to_rle(parts, height, width)
+        return rle_to_json(rle), rle
+    flat = [ring_to_flat(p.exterior) for p in parts]
+    return flat, polygons_to_rle(flat, height, width)
+
+
+def rle_to_json(rle: dict) -> dict:
+    """A compressed RLE with ``counts`` as str, ready for JSON."""
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def rle_from_json(segmentation: dict, height: int, width: int) -> dict:
+    """Compressed RLE from a COCO RLE dict (compressed str or uncompressed int list)."""
+    h, w = segmentation["size"]
+    counts = segmentation["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects(segmentation, h, w)
+    return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """Decode a compressed RLE to an H x W bool mask."""
+    return mask_utils.decode(rle).astype(bool)
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """Encode an H x W bool/uint8 mask as compressed RLE (Fortran order, as COCO wants)."""
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def rle_area_bbox(rle: dict) -> tuple[int, list[float]]:
+    """Pixel area and tight box ``[x, y, w, h]`` of a compressed RLE."""
+    return int(mask_utils.area(rle)), [float(v) for v in mask_utils.toBbox(rle)]
+
+
+def mask_to_polygons(mask: np.ndarray) -> tuple[list[list[float]], bool]:
+    """Outer contours of a bool mask as COCO polygon parts (+0.5 px to pixel centres).
+
+    Returns:
+        (parts with at least 3 points, whether the mask has holes).
+    """
+    contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP,
+                                           cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return [], False
+    has_holes = bool((hierarchy.reshape(-1, 4)[:, 3] >= 0).any())
+    parts = []
+    for contour, (_, _, _, parent) in zip(contours, hierarchy.reshape(-1, 4)):
+        if parent >= 0 or len(contour) < 3:
+            continue
+        parts.append([float(v) + 0.5 for v in contour.reshape(-1)])
+    return parts, has_holes
+
+
+def mask_to_via_polygons(mask: np.ndarray) -> list[dict]:
+    """VIA polygon shapes (one per outer contour) for a bool mask."""
+    parts, _ = mask_to_polygons(mask)
+    return [{"name": "polygon",
+             "all_points_x": [round(v, 2) for v in part[0::2]],
+             "all_points_y": [round(v, 2) for v in part[1::2]]} for part in parts]

@@ -1,0 +1,114 @@
+"""Find the image files an annotation file names and read their sizes from file headers.
+
+VIA never stores image sizes and COCO's may be wrong, so sizes come from the files: Pillow reads
+only the header (no pixel decoding) and the EXIF orientation tag, so a photo rotated by its
+camera gets the width and height a user sees. Names are looked up as written, then by base name
+(VIA exports with a ``./images/`` prefix), then by byte size (VIA 1 files whose names differ from
+the files on disk). A name never resolves to a file outside the image folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from segcli.ledger import Ledger
+from segcli.structures import Dataset, ImageRecord
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+ROTATED_ORIENTATIONS = {5, 6, 7, 8}
+EXIF_ORIENTATION = 0x0112
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image as displayed (EXIF orientation applied), from its header.
+
+    Raises:
+        OSError / UnidentifiedImageError / ValueError: not a readable image.
+    """
+    with Image.open(path) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(EXIF_ORIENTATION)
+        except Exception:  # a broken EXIF block must not make a good image unreadable
+            orientation = None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image has size {width}x{height}")
+    return (height, width) if orientation in ROTATED_ORIENTATIONS else (width, height)
+
+
+class ImageFolder:
+    """An image folder with lookups by relative name, base name and byte size."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self._by_name: dict[str, list[Path]] | None = None
+        self._by_size: dict[int, list[Path]] | None = None
+
+    def _index(self) -> None:
+        self._by_name, self._by_size = {}, {}
+        for dirpath, _, filenames in os.walk(self.root):
+            for filename in filenames:
+                path = Path(dirpath) / filename
+                if path.suffix.lower() in IMAGE_SUFFIXES and not filename.startswith("._"):
+                    self._by_name.setdefault(filename, []).append(path)
+                    self._by_size.setdefault(path.stat().st_size, []).append(path)
+
+    def inside(self, path: Path) -> bool:
+        """True if ``path`` (after following symlinks) lies in this folder."""
+        try:
+            path.resolve().relative_to(self.root)
+            return True
+        except ValueError:
+            return False
+
+    def find(self, file_name: str, size_bytes: int | None) -> tuple[Path | None, str]:
+        """The file for an annotation's name (and VIA byte size): (path, how it was found)."""
+        direct = self.root / file_name.replace("\\", "/")
+        if direct.is_file():
+            return (direct, "name") if self.inside(direct) else (None, "outside the image folder")
+        if self._by_name is None:
+            self._index()
+        base = Path(file_name.replace("\\", "/")).name
+        same_name = self._by_name.get(base, [])
+        if len(same_name) == 1:
+            return same_name[0], "base name"
+        if size_bytes and len(self._by_size.get(size_bytes, [])) == 1:
+            return self._by_size[size_bytes][0], "byte size"
+        if len(same_name) > 1:
+            return None, f"{len(same_name)} files are called {base}"
+        return None, "not found"
+
+
+def resolve_images(dataset: Dataset, images_dir: Path, ledger: Ledger,
+                   check_sizes: bool = True) -> None:
+    """Set ``path`` (and, from headers, ``width``/``height``) of every image in ``dataset``.
+
+    Missing or unreadable images stay with ``path=None``; each is a ledger entry (action
+    "error" here: the writer decides whether to skip them). Sizes written in the annotation
+    file that differ from the file's are corrected with a "changed" entry.
+    """
+    folder = ImageFolder(images_dir)
+    for image in dataset.images:
+        path, how = folder.find(image.file_name, image.size_bytes)
+        if path is None:
+            ledger.add("missing", f"image file {how}: looked in {images_dir}", image.file_name)
+            continue
+        if how == "byte size":
+            ledger.add("matched", f"found by byte size (name not on disk): {path.name}", image.file_name)
+        try:
+            width, height = read_image_size(path)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            ledger.add("missing", f"unreadable image: {path.name}: {exc}", image.file_name)
+            continue
+        image.path = path
+        _set_size(image, width, height, ledger, check_sizes)
+
+
+def _set_size(image: ImageRecord, width: int, height: int, ledger: Ledger, check: bool) -> None:
+    if check and image.width is not None and (image.width, image.height) != (width, height):
+        ledger.add("changed", f"size differs from the file: annotation says {image.width}x{image.height}, file is "
+                   f"{width}x{height}: using the file's size", image.file_name)
+    image.width, image.height = width, height

@@ -1,0 +1,110 @@
+"""Detect an annotation file's format from its content, read it, write a Dataset in a format.
+
+Detection never trusts the file extension alone: a JSON file is a VIA 2 project if it has
+``_via_img_metadata``, VIA 3 if it has ``project``/``file``/``metadata``, COCO if it has
+``images`` and ``annotations``, a VIA 1/2 export if it is an object of entries with ``filename``
+and ``regions``; a CSV with a ``#filename`` header is a VIA CSV export; a folder is label masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segcli.errors import SegcliError
+from segcli.fileio import read_json
+from segcli.formats import coco, masks, via, via3
+from segcli.formats.images import resolve_images
+from segcli.ledger import Ledger
+from segcli.structures import Dataset
+
+OUTPUT_FORMATS = ("coco", "via", "masks")
+
+
+def detect_format(path: Path) -> tuple[str, object]:
+    """(format name, parsed JSON or None) for an annotation file or mask folder."""
+    path = Path(path)
+    if path.is_dir():
+        return "masks", None
+    if not path.exists():
+        raise SegcliError("file not found", path)
+    if path.suffix.lower() == ".csv":
+        return "via-csv", None
+    data = read_json(path)
+    if isinstance(data, dict) and "_via_img_metadata" in data:
+        return "via2-project", data
+    if via3.is_via3_project(data):
+        return "via3-project", data
+    if coco.is_coco(data):
+        return "coco", data
+    if via.is_via_export(data):
+        return "via-export", data
+    raise SegcliError(_unknown_format_reason(data), path)
+
+
+def _unknown_format_reason(data: object) -> str:
+    if isinstance(data, list):
+        if data and isinstance(data[0], dict) and "score" in data[0]:
+            return "this is a COCO results (predictions) file, not a dataset: use `segcli eval --pred`"
+        return "unknown format: a JSON list is neither VIA nor COCO"
+    if isinstance(data, dict) and "image" in data and "annotations" in data:
+        return "unknown format: SA-1B style per-image files are not supported"
+    if isinstance(data, dict) and not data:
+        return "unknown format: empty JSON object (no images)"
+    if isinstance(data, dict) and "images" in data:
+        return "COCO file without 'annotations'"
+    return ("unknown format: expected a VIA 1/2 export, VIA 2 or 3 project, or COCO instances "
+            "(no '_via_img_metadata', 'images'+'annotations', or entries with 'filename'+'regions')")
+
+
+def read_annotations(path: Path, ledger: Ledger, label_attr: str | None = None,
+                     default_category: str = "object", images_dir: Path | None = None) -> Dataset:
+    """Read any supported annotation file or mask folder; problems go to ``ledger``."""
+    path = Path(path)
+    fmt, data = detect_format(path)
+    if fmt == "masks":
+        return masks.read_mask_folder(path, ledger, images_dir)
+    if fmt == "via-csv":
+        return via.read_via_csv(path, ledger, label_attr, default_category)
+    if fmt == "via3-project":
+        return via3.read_via3(data, path, ledger, label_attr, default_category)
+    if fmt == "coco":
+        if label_attr is not None:
+            raise SegcliError("--label-attr applies to VIA files; COCO has category_id", path)
+        return coco.read_coco(data, path, ledger)
+    return via.read_via_json(data, path, ledger, label_attr, default_category)
+
+
+def default_images_dir(dataset: Dataset) -> Path:
+    """Where images are looked for without --images: VIA 2's default_filepath when it is a local
+    folder, else the annotation file's folder (the mask folder's parent for masks)."""
+    base = dataset.source_path.parent
+    settings = dataset.via_settings or {}
+    default_path = (settings.get("core") or {}).get("default_filepath") if isinstance(settings, dict) else None
+    if isinstance(default_path, str) and default_path and "://" not in default_path:
+        candidate = (base / default_path)
+        if candidate.is_dir():
+            return candidate
+    return base
+
+
+def locate_images(dataset: Dataset, images_dir: Path | None, ledger: Ledger) -> Path:
+    """Resolve image files and sizes for ``dataset``; returns the folder used."""
+    folder = Path(images_dir) if images_dir is not None else default_images_dir(dataset)
+    if not folder.is_dir():
+        raise SegcliError("image folder not found", folder)
+    resolve_images(dataset, folder, ledger)
+    if dataset.images and all(image.path is None for image in dataset.images):
+        raise SegcliError(f"none of the {len(dataset.images)} images it names was found in {folder} "
+                          "(sizes are needed): pass --images DIR", dataset.source_path)
+    return folder
+
+
+def build_output(dataset: Dataset, to: str, ledger: Ledger):
+    """The output for ``to``: a JSON-able dict (coco, via) or a writer function (masks)."""
+    if to == "coco":
+        return coco.write_coco(dataset, ledger)
+    if to == "via":
+        return via.write_via_project(dataset, ledger)
+    if to == "masks":
+        return lambda folder: masks.write_mask_folder(dataset, folder, ledger)
+    raise SegcliError(f"unknown output format {to!r} (choose from {', '.join(OUTPUT_FORMATS)})")

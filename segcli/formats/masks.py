@@ -1,0 +1,156 @@
+"""Label-map folders: one PNG per image holding a class index per pixel, plus ``classes.txt``.
+
+Written maps hold 0 for background, ``k`` for the k-th category (in category-id order, so
+``classes.txt`` line k names it) and 255 for ignored pixels (crowd regions). Where objects overlap,
+the smaller object wins: objects are painted largest first, so a small object on a large one
+stays visible. Maps are 8-bit, or 16-bit PNG when there are more than 254 classes. Reading turns
+each connected component (8-connectivity) of each class into one instance. Palette ("P") PNGs,
+as PASCAL VOC and labelme write them, are read by index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from segcli.formats import geometry
+from segcli.formats.images import IMAGE_SUFFIXES, ImageFolder, read_image_size
+from segcli.ledger import Ledger
+from segcli.structures import Annotation, Category, Dataset, ImageRecord
+
+IGNORE_INDEX = 255
+CLASS_FILES = ("classes.txt", "class_names.txt", "labels.txt")
+BACKGROUND_NAMES = {"_background_", "background", "__background__", "bg"}
+
+
+def find_classes_file(folder: Path) -> Path | None:
+    """``classes.txt`` (or labelme's ``class_names.txt``) in the folder or its parent."""
+    for directory in (folder, folder.parent):
+        for name in CLASS_FILES:
+            if (directory / name).is_file():
+                return directory / name
+    return None
+
+
+def read_classes(path: Path) -> list[str]:
+    """Class names by index; index 0 is background whatever its name."""
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if names and names[0].lower() not in BACKGROUND_NAMES:
+        names = ["_background_"] + names  # a file listing only object classes
+    return names
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """H x W integer label map from a single-channel or palette PNG."""
+    with Image.open(path) as image:
+        if image.mode not in ("L", "P", "I", "I;16", "1"):
+            raise ValueError(f"label maps must be single-channel or palette PNGs, got mode {image.mode}")
+        return np.asarray(image).astype(np.int64)
+
+
+def read_mask_folder(folder: Path, ledger: Ledger, images_dir: Path | None,
+                     classes_file: Path | None = None) -> Dataset:
+    """Read a folder of label PNGs into instances (one per connected component per class)."""
+    classes_file = classes_file or find_classes_file(folder)
+    if classes_file is None:
+        ledger.error(f"no classes file ({', '.join(CLASS_FILES)}) in the folder or its parent")
+        return Dataset([], [], folder, "masks")
+    names = read_classes(classes_file)
+    categories = [Category(i, name) for i, name in enumerate(names[1:], start=1)]
+    images_folder = ImageFolder(images_dir) if images_dir is not None else None
+    images = []
+    for path in sorted(p for p in folder.rglob("*.png") if not p.name.startswith(".")):
+        relative = path.relative_to(folder).as_posix()
+        try:
+            label_map = read_label_map(path)
+        except (OSError, ValueError) as exc:
+            ledger.error(f"unreadable label map: {exc}", relative)
+            continue
+        record = ImageRecord(file_name=relative, height=label_map.shape[0], width=label_map.shape[1])
+        if images_folder is not None:
+            _attach_image(record, images_folder, path, ledger)
+        _add_components(record, label_map, names, ledger)
+        images.append(record)
+    return Dataset(images, categories, folder, "masks")
+
+
+def _attach_image(record: ImageRecord, folder: ImageFolder, mask_path: Path, ledger: Ledger) -> None:
+    matches = [p for p in folder.root.rglob(mask_path.stem + ".*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(matches) != 1:
+        ledger.add("missing", f"image file not found: {len(matches)} images named {mask_path.stem}.* in {folder.root}",
+                   record.file_name)
+        return
+    width, height = read_image_size(matches[0])
+    if (width, height) != (record.width, record.height):
+        ledger.error(f"label map is {record.width}x{record.height} but image {matches[0].name} "
+                     f"is {width}x{height}", record.file_name)
+        return
+    record.file_name, record.path = matches[0].relative_to(folder.root).as_posix(), matches[0]
+
+
+def _add_components(record: ImageRecord, label_map: np.ndarray, names: list[str], ledger: Ledger) -> None:
+    values = np.unique(label_map)
+    unknown = [int(v) for v in values if v != 0 and v != IGNORE_INDEX and v >= len(names)]
+    if unknown:
+        ledger.error(f"label values {unknown} have no class in the classes file ({len(names)} lines)",
+                     record.file_name)
+        return
+    for value in values:
+        if value == 0 or value == IGNORE_INDEX:
+            continue
+        count, components = cv2.connectedComponents((label_map == value).astype(np.uint8), connectivity=8)
+        for component in range(1, count):
+            rle = geometry.mask_to_rle(components == component)
+            record.annotations.append(Annotation(category=names[value], rle=rle,
+                                                 source=f"class {int(value)} component {component}"))
+
+
+def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
+    """Write one label PNG per image of known size into ``folder`` (created) plus classes.txt."""
+    from segcli.formats.coco import annotation_to_json
+    folder.mkdir(parents=True)
+    index = {c.name: i for i, c in enumerate(dataset.categories, start=1)}
+    dtype = np.uint8 if len(index) < IGNORE_INDEX else np.uint16
+    (folder / "classes.txt").write_text("\n".join(["_background_"] + list(index)) + "\n", encoding="utf-8")
+    written: set[str] = set()
+    for image in dataset.images:
+        if image.width is None:
+            ledger.add("skipped", "image size unknown (file not found): no label map written", image.file_name)
+            continue
+        name = _safe_relative(image.file_name).with_suffix(".png").as_posix()
+        if name in written:
+            ledger.add("skipped", f"name clash: another image already maps to {name}", image.file_name)
+            continue
+        written.add(name)
+        label_map = np.zeros((image.height, image.width), dtype=dtype)
+        painted = []
+        for annotation in image.annotations:
+            record = annotation_to_json(annotation, image, ledger)
+            if record is None:
+                continue
+            rle = (geometry.polygons_to_rle(record["segmentation"], image.height, image.width)
+                   if isinstance(record["segmentation"], list) and record["segmentation"]
+                   else geometry.rle_from_json(record["segmentation"], image.height, image.width)
+                   if record["segmentation"] else _box_rle(record["bbox"], image))
+            painted.append((annotation.iscrowd, -record["area"], rle, annotation.category))
+        for crowd, _, rle, category in sorted(painted, key=lambda t: (-t[0], t[1])):
+            label_map[geometry.rle_to_mask(rle)] = IGNORE_INDEX if crowd else index[category]
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(target), label_map):
+            raise OSError(f"could not write {target}")
+
+
+def _box_rle(bbox: list[float], image: ImageRecord) -> dict:
+    return geometry.polygons_to_rle([[bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1],
+                                      bbox[0] + bbox[2], bbox[1] + bbox[3], bbox[0], bbox[1] + bbox[3]]],
+                                    image.height, image.width)
+
+
+def _safe_relative(file_name: str) -> Path:
+    """A relative path with no '..', drive or root, for writing beside other outputs."""
+    parts = [p for p in Path(file_name.replace("\\", "/")).parts if p not in ("..", ".", "/") and ":" not in p]
+    return Path(*parts) if parts else Path("image")

@@ -1,0 +1,306 @@
+"""Deterministic synthetic instance-segmentation data: circles, squares and triangles on noisy
+gradients, written as PNG images with a VIA 2 project (and optionally COCO instances JSON).
+
+Each image (``numpy.random.default_rng(seed)`` drives everything, so the same seed gives
+byte-identical files) has a smooth two-colour gradient with Gaussian noise as background and 1 to
+5 solid-colour objects drawn in order with cv2 (``LINE_8``), later ones occluding earlier ones. An
+object is re-sampled when it would hide more than 60 % of an earlier object, split its visible part
+into several regions or punch a hole in it, so every instance is one simply connected region. Each
+annotation is the outer contour of the instance's visible mask, moved to pixel centres (+0.5 px,
+detectron2's convention) and lightly simplified; COCO area and bbox are those of that polygon as
+rasterised by pycocotools.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segcli.errors import SegcliError
+from segcli.fileio import write_json_atomic
+from segcli.formats.geometry import polygons_to_rle, rle_area_bbox
+from segcli.formats.via import VIA2_SETTINGS
+
+CATEGORIES = ("circle", "square", "triangle")
+"""Category names; COCO ids are 1, 2, 3 in this order."""
+
+MIN_OBJECT_SIZE, MAX_OBJECT_SIZE = 20.0, 140.0
+"""Object size in pixels: circle diameter, square side, twice the triangle circumradius."""
+
+MAX_OBJECTS = 5
+MAX_TRIES = 50
+MIN_VISIBLE_FRACTION = 0.4
+MIN_CONTRAST = 60.0
+"""Mean absolute RGB difference an object's colour keeps from its surroundings."""
+
+NOISE_SIGMA = 8.0
+MIN_IMAGE_SIDE = 32
+POLYGON_EPSILON = 0.5
+
+
+@dataclass
+class ShapeObject:
+    """One drawn object.
+
+    Attributes:
+        category: one of ``CATEGORIES``.
+        color: RGB colour, three ints in [0, 255].
+        full_area: pixel count of the whole object as drawn.
+        visible: H x W bool mask of the pixels no later object covers.
+    """
+
+    category: str
+    color: tuple[int, int, int]
+    full_area: int
+    visible: np.ndarray
+
+
+def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
+                            sizes: Sequence[tuple[int, int]] = ((320, 240),),
+                            coco: bool = False) -> Path:
+    """Write a synthetic shapes dataset: PNG images, a VIA 2 project and optionally COCO JSON.
+
+    Args:
+        out_dir: folder to write into; gets ``images/000000.png``..., ``via_project.json`` and,
+            with ``coco``, ``coco.json``. Existing files of the same names are replaced.
+        num_images: number of images (>= 0).
+        seed: seed for ``numpy.random.default_rng``; the same seed gives byte-identical files.
+        sizes: candidate image sizes as ``(width, height)``; with several, each image picks one
+            uniformly at random.
+        coco: also write COCO instances JSON (polygon segmentation, pycocotools area and bbox).
+
+    Returns:
+        The path of ``via_project.json``.
+    """
+    sizes = check_sizes(sizes)
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 0:
+        raise SegcliError(f"number of images must be an integer >= 0, got {num_images!r}")
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    records = [write_image(rng, out_dir, index, sizes) for index in range(num_images)]
+    via_path = out_dir / "via_project.json"
+    write_json_atomic(via_path, build_via_project(records), overwrite=True)
+    if coco:
+        write_json_atomic(out_dir / "coco.json", build_coco(records), overwrite=True)
+    return via_path
+
+
+def check_sizes(sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Validate ``(width, height)`` pairs; raise SegcliError on an empty list or a tiny size."""
+    pairs = [tuple(size) for size in sizes]
+    if not pairs:
+        raise SegcliError("sizes must hold at least one (width, height)")
+    for pair in pairs:
+        if (len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair)
+                or min(pair) < MIN_IMAGE_SIDE):
+            raise SegcliError(f"image size must be (width, height) integers >= {MIN_IMAGE_SIDE}, "
+                              f"got {pair!r}")
+    return [(int(w), int(h)) for w, h in pairs]
+
+
+def write_image(rng: np.random.Generator, out_dir: Path, index: int,
+                sizes: list[tuple[int, int]]) -> dict:
+    """Render image ``index``, save it as PNG and return its record (file, size, instances)."""
+    width, height = sizes[int(rng.integers(len(sizes)))] if len(sizes) > 1 else sizes[0]
+    image, objects = render_image(rng, width, height)
+    filename = f"images/{index:06d}.png"
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise SegcliError("cv2 could not encode the image as PNG", out_dir / filename)
+    (out_dir / filename).write_bytes(png.tobytes())
+    instances = [(obj.category, mask_to_polygon(obj.visible)) for obj in objects]
+    return {"filename": filename, "size": int(png.size), "width": width, "height": height,
+            "instances": instances}
+
+
+def render_image(rng: np.random.Generator, width: int, height: int
+                 ) -> tuple[np.ndarray, list[ShapeObject]]:
+    """Draw a background and 1 to 5 objects.
+
+    Returns:
+        (H x W x 3 uint8 RGB image, the objects in drawing order with their visible masks).
+    """
+    background = draw_background(rng, width, height)
+    image = background.copy()
+    objects: list[ShapeObject] = []
+    for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+        placed = place_object(rng, background, objects, width, height)
+        if placed is None:
+            continue
+        obj, mask = placed
+        for earlier in objects:
+            earlier.visible &= ~mask
+        image[mask] = obj.color
+        objects.append(obj)
+    if not objects:
+        raise RuntimeError("could not place a single object; image too small?")
+    return image, objects
+
+
+def draw_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Linear gradient between two random colours in a random direction, plus Gaussian noise."""
+    start, end = rng.integers(0, 256, size=(2, 3)).astype(np.float64)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    ramp = xs * np.cos(angle) + ys * np.sin(angle)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-9)
+    image = start + ramp[..., None] * (end - start)
+    image += rng.normal(0.0, NOISE_SIGMA, size=image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def place_object(rng: np.random.Generator, background: np.ndarray, objects: list[ShapeObject],
+                 width: int, height: int) -> tuple[ShapeObject, np.ndarray] | None:
+    """Sample an object that keeps every earlier one mostly visible and in one piece.
+
+    Returns:
+        (the object, its H x W bool mask), or None after ``MAX_TRIES`` rejected samples.
+    """
+    for _ in range(MAX_TRIES):
+        category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+        mask = draw_shape_mask(rng, category, width, height)
+        if not keeps_objects_visible(mask, objects):
+            continue
+        color = pick_color(rng, mask, background, objects)
+        if color is None:
+            continue
+        return ShapeObject(category, color, int(mask.sum()), mask.copy()), mask
+    return None
+
+
+def draw_shape_mask(rng: np.random.Generator, category: str, width: int, height: int) -> np.ndarray:
+    """Rasterise one randomly sized, rotated and placed shape fully inside the image.
+
+    Returns:
+        H x W bool mask, as drawn by ``cv2.circle`` / ``cv2.fillPoly`` with ``LINE_8``.
+    """
+    limit = min(MAX_OBJECT_SIZE, min(width, height) - 1.0)
+    size = rng.uniform(MIN_OBJECT_SIZE, limit) if limit > MIN_OBJECT_SIZE else limit
+    canvas = np.zeros((height, width), np.uint8)
+    if category == "circle":
+        radius = max(1, int(size // 2))
+        cx, cy = int(rng.integers(radius, width - radius)), int(rng.integers(radius, height - radius))
+        cv2.circle(canvas, (cx, cy), radius, 1, thickness=-1, lineType=cv2.LINE_8)
+        return canvas.astype(bool)
+    points = shape_outline(rng, category, size)
+    extent = np.ptp(points, axis=0)
+    points *= min(1.0, (width - 1) / extent[0], (height - 1) / extent[1])
+    low, high = -points.min(axis=0), np.array([width - 1, height - 1]) - points.max(axis=0)
+    points += rng.uniform(low, high)
+    cv2.fillPoly(canvas, [np.rint(points).astype(np.int32)], 1, lineType=cv2.LINE_8)
+    return canvas.astype(bool)
+
+
+def shape_outline(rng: np.random.Generator, category: str, size: float) -> np.ndarray:
+    """Vertices (N x 2 float, centred on 0) of a randomly rotated square or jittered triangle."""
+    if category == "square":
+        angles = rng.uniform(0.0, np.pi / 2) + np.pi / 4 + np.arange(4) * np.pi / 2
+        radii = np.full(4, size / np.sqrt(2.0))
+    else:
+        angles = (rng.uniform(0.0, 2 * np.pi) + np.arange(3) * 2 * np.pi / 3
+                  + rng.uniform(-0.15, 0.15, size=3))
+        radii = size / 2 * rng.uniform(0.9, 1.1, size=3)
+    return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+
+
+def keeps_objects_visible(mask: np.ndarray, objects: list[ShapeObject]) -> bool:
+    """True if drawing ``mask`` on top leaves each earlier object >= 40 % visible and whole."""
+    for obj in objects:
+        if not (obj.visible & mask).any():
+            continue
+        remaining = obj.visible & ~mask
+        if remaining.sum() < MIN_VISIBLE_FRACTION * obj.full_area or not is_simple_region(remaining):
+            return False
+    return True
+
+
+def is_simple_region(mask: np.ndarray) -> bool:
+    """True if a bool mask is one 4-connected region whose outside is 4-connected too.
+
+    Requiring 4-connectivity on both sides rules out diagonal pinches, which ``cv2.findContours``
+    (8-connected foreground) would otherwise trace around, enclosing a hole or a second part.
+    """
+    count, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+    if count != 2:
+        return False
+    outside = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
+    count, _ = cv2.connectedComponents(outside, connectivity=4)
+    return count == 2
+
+
+def pick_color(rng: np.random.Generator, mask: np.ndarray, background: np.ndarray,
+               objects: list[ShapeObject]) -> tuple[int, int, int] | None:
+    """A random colour that contrasts with the background and the objects next to ``mask``.
+
+    Returns:
+        RGB ints, or None if 10 random colours all came too close to a neighbour.
+    """
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    ring = grown & ~mask
+    references = [background[ring].mean(axis=0)]
+    references += [np.array(obj.color, np.float64) for obj in objects if (obj.visible & grown).any()]
+    for _ in range(10):
+        color = rng.integers(0, 256, size=3)
+        if all(np.abs(color - ref).mean() > MIN_CONTRAST for ref in references):
+            return int(color[0]), int(color[1]), int(color[2])
+    return None
+
+
+def mask_to_polygon(mask: np.ndarray) -> list[float]:
+    """Outer contour of a bool mask as a flat ``[x0, y0, ...]`` polygon through pixel centres.
+
+    The largest external contour is simplified with ``cv2.approxPolyDP`` (0.5 px), shifted by
+    +0.5 px and rounded to 2 decimals.
+    """
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contour = max(contours, key=cv2.contourArea)
+    simplified = cv2.approxPolyDP(contour, POLYGON_EPSILON, True)
+    if len(simplified) < 3:
+        simplified = contour
+    return [round(float(v) + 0.5, 2) for v in simplified.reshape(-1)]
+
+
+def build_via_project(records: list[dict]) -> dict:
+    """A VIA 2.0.x project (as Project > Save writes it) for the image records."""
+    settings = copy.deepcopy(VIA2_SETTINGS)
+    settings["project"]["name"] = "shapes"
+    metadata = {}
+    for record in records:
+        regions = [{"shape_attributes": {"name": "polygon", "all_points_x": polygon[0::2],
+                                         "all_points_y": polygon[1::2]},
+                    "region_attributes": {"shape": category}}
+                   for category, polygon in record["instances"]]
+        metadata[record["filename"] + str(record["size"])] = {
+            "filename": record["filename"], "size": record["size"], "regions": regions,
+            "file_attributes": {}}
+    attributes = {"region": {"shape": {"type": "dropdown", "description": "object class",
+                                       "options": {name: name for name in CATEGORIES},
+                                       "default_options": {}}},
+                  "file": {}}
+    return {"_via_settings": settings, "_via_img_metadata": metadata,
+            "_via_attributes": attributes, "_via_data_format_version": "2.0.10",
+            "_via_image_id_list": list(metadata)}
+
+
+def build_coco(records: list[dict]) -> dict:
+    """COCO instances JSON for the image records; area and bbox from pycocotools."""
+    images, annotations = [], []
+    for image_id, record in enumerate(records, start=1):
+        height, width = record["height"], record["width"]
+        images.append({"id": image_id, "file_name": record["filename"],
+                       "width": width, "height": height})
+        for category, polygon in record["instances"]:
+            area, bbox_xywh = rle_area_bbox(polygons_to_rle([polygon], height, width))
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": CATEGORIES.index(category) + 1,
+                                "segmentation": [polygon], "area": area, "bbox": bbox_xywh,
+                                "iscrowd": 0})
+    categories = [{"id": i, "name": name, "supercategory": "shape"}
+                  for i, name in enumerate(CATEGORIES, start=1)]
+    return {"images": images, "annotations": annotations, "categories": categories}
