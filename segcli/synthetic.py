@@ -1,14 +1,11 @@
 """Deterministic synthetic instance-segmentation data: circles, squares and triangles on noisy
-gradients, written as PNG images with a VIA 2 project (and optionally COCO instances JSON).
-
-Each image (``numpy.random.default_rng(seed)`` drives everything, so the same seed gives
-byte-identical files) has a smooth two-colour gradient with Gaussian noise as background and 1 to
-5 solid-colour objects drawn in order with cv2 (``LINE_8``), later ones occluding earlier ones. An
-object is re-sampled when it would hide more than 60 % of an earlier object, split its visible part
-into several regions or punch a hole in it, so every instance is one simply connected region. Each
-annotation is the outer contour of the instance's visible mask, moved to pixel centres (+0.5 px,
-detectron2's convention) and lightly simplified; COCO area and bbox are those of that polygon as
-rasterised by pycocotools.
+gradients, written as PNG images with a VIA 2 project and optionally COCO instances JSON. One
+``numpy.random.default_rng(seed)`` drives everything, so the same seed gives byte-identical files.
+Each image has a two-colour gradient with Gaussian noise as background and 1 to 5 solid-colour
+objects drawn in order with cv2 (``LINE_8``), later ones occluding earlier ones; an object is
+re-sampled when it would hide more than 60 % of an earlier object, split its visible part or punch
+a hole in it, so every instance is one simply connected region. Each annotation is the outer
+outline of the instance's visible mask along pixel edges, lightly simplified; COCO area and bbox are those of that polygon as pycocotools rasterises it.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ import numpy as np
 
 from segcli.errors import SegcliError
 from segcli.fileio import write_json_atomic
+from segcli.formats import geometry
 from segcli.formats.geometry import polygons_to_rle, rle_area_bbox
 from segcli.formats.via import VIA2_SETTINGS
 
@@ -62,7 +60,7 @@ class ShapeObject:
 
 def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
                             sizes: Sequence[tuple[int, int]] = ((320, 240),),
-                            coco: bool = False) -> Path:
+                            coco: bool = False, image_format: str = "png") -> Path:
     """Write a synthetic shapes dataset: PNG images, a VIA 2 project and optionally COCO JSON.
 
     Args:
@@ -73,6 +71,8 @@ def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
         sizes: candidate image sizes as ``(width, height)``; with several, each image picks one
             uniformly at random.
         coco: also write COCO instances JSON (polygon segmentation, pycocotools area and bbox).
+        image_format: "png" (lossless) or "jpg" (quality 92, about 6x smaller; the committed
+            examples use it).
 
     Returns:
         The path of ``via_project.json``.
@@ -83,7 +83,9 @@ def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    records = [write_image(rng, out_dir, index, sizes) for index in range(num_images)]
+    if image_format not in ("png", "jpg"):
+        raise SegcliError(f"image format must be png or jpg, got {image_format!r}")
+    records = [write_image(rng, out_dir, index, sizes, image_format) for index in range(num_images)]
     via_path = out_dir / "via_project.json"
     write_json_atomic(via_path, build_via_project(records), overwrite=True)
     if coco:
@@ -105,12 +107,13 @@ def check_sizes(sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def write_image(rng: np.random.Generator, out_dir: Path, index: int,
-                sizes: list[tuple[int, int]]) -> dict:
-    """Render image ``index``, save it as PNG and return its record (file, size, instances)."""
+                sizes: list[tuple[int, int]], image_format: str = "png") -> dict:
+    """Render image ``index``, save it (PNG or JPEG) and return its record (file, size, instances)."""
     width, height = sizes[int(rng.integers(len(sizes)))] if len(sizes) > 1 else sizes[0]
     image, objects = render_image(rng, width, height)
-    filename = f"images/{index:06d}.png"
-    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    filename = f"images/{index:06d}.{image_format}"
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if image_format == "jpg" else []
+    ok, png = cv2.imencode(f".{image_format}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise SegcliError("cv2 could not encode the image as PNG", out_dir / filename)
     (out_dir / filename).write_bytes(png.tobytes())
@@ -188,7 +191,7 @@ def draw_shape_mask(rng: np.random.Generator, category: str, width: int, height:
         cx, cy = int(rng.integers(radius, width - radius)), int(rng.integers(radius, height - radius))
         cv2.circle(canvas, (cx, cy), radius, 1, thickness=-1, lineType=cv2.LINE_8)
         return canvas.astype(bool)
-    points = shape_outline(rng, category, size)
+    points = sample_outline(rng, category, size)
     extent = np.ptp(points, axis=0)
     points *= min(1.0, (width - 1) / extent[0], (height - 1) / extent[1])
     low, high = -points.min(axis=0), np.array([width - 1, height - 1]) - points.max(axis=0)
@@ -197,7 +200,7 @@ def draw_shape_mask(rng: np.random.Generator, category: str, width: int, height:
     return canvas.astype(bool)
 
 
-def shape_outline(rng: np.random.Generator, category: str, size: float) -> np.ndarray:
+def sample_outline(rng: np.random.Generator, category: str, size: float) -> np.ndarray:
     """Vertices (N x 2 float, centred on 0) of a randomly rotated square or jittered triangle."""
     if category == "square":
         angles = rng.uniform(0.0, np.pi / 2) + np.pi / 4 + np.arange(4) * np.pi / 2
@@ -253,17 +256,11 @@ def pick_color(rng: np.random.Generator, mask: np.ndarray, background: np.ndarra
 
 
 def mask_to_polygon(mask: np.ndarray) -> list[float]:
-    """Outer contour of a bool mask as a flat ``[x0, y0, ...]`` polygon through pixel centres.
-
-    The largest external contour is simplified with ``cv2.approxPolyDP`` (0.5 px), shifted by
-    +0.5 px and rounded to 2 decimals.
-    """
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    contour = max(contours, key=cv2.contourArea)
-    simplified = cv2.approxPolyDP(contour, POLYGON_EPSILON, True)
-    if len(simplified) < 3:
-        simplified = contour
-    return [round(float(v) + 0.5, 2) for v in simplified.reshape(-1)]
+    """Outline of a one-piece bool mask as a flat ``[x0, y0, ...]`` polygon on pixel edges
+    (``geometry.mask_to_polygons``, staircases simplified by 0.5 px), rounded to 2 decimals."""
+    parts, _ = geometry.mask_to_polygons(mask, tolerance=POLYGON_EPSILON)
+    part = max(parts, key=len)
+    return [round(v, 2) for v in part]
 
 
 def build_via_project(records: list[dict]) -> dict:

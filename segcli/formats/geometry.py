@@ -40,12 +40,14 @@ def check_numbers(values: list, what: str) -> str | None:
 
 def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
     """Polygon (N x 2 float64) approximating an ellipse rotated by ``theta`` radians (clockwise
-    on screen, as VIA draws it); a vertex every ~1.5 px, 24 to 720 vertices."""
+    on screen, as VIA draws it); a vertex every ~1.5 px, 24 to 720 vertices, radii scaled so the
+    polygon's area equals the ellipse's (an inscribed polygon would be up to 1% too small)."""
     n = int(min(720, max(24, math.ceil(2 * math.pi * max(rx, ry) / 1.5))))
     t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
     ct, st = math.cos(theta), math.sin(theta)
-    x = rx * np.cos(t)
-    y = ry * np.sin(t)
+    scale = math.sqrt(2 * math.pi / (n * math.sin(2 * math.pi / n)))
+    x = rx * scale * np.cos(t)
+    y = ry * scale * np.sin(t)
     return np.stack([cx + x * ct - y * st, cy + x * st + y * ct], axis=1)
 
 
@@ -204,28 +206,41 @@ def rle_area_bbox(rle: dict) -> tuple[int, list[float]]:
     return int(mask_utils.area(rle)), [float(v) for v in mask_utils.toBbox(rle)]
 
 
-def mask_to_polygons(mask: np.ndarray) -> tuple[list[list[float]], bool]:
-    """Outer contours of a bool mask as COCO polygon parts (+0.5 px to pixel centres).
+def mask_to_shapes(mask: np.ndarray, tolerance: float = 0.0) -> list[Polygon]:
+    """The exact outline of a bool mask as shapely polygons (with holes), on pixel edges.
+
+    Each row's runs of pixels become boxes and their union is the outline, so the polygons
+    rasterise back to the same pixels (contours traced through pixel centres, as cv2 gives
+    them, shave half a pixel off every edge: a 2x2 blob would come back as 1 pixel).
+    ``tolerance`` > 0 simplifies staircase edges (Douglas-Peucker, topology preserved).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    rows, cols = np.nonzero(np.diff(padded, axis=1))
+    if len(rows) == 0:
+        return []
+    starts, ends = cols[0::2], cols[1::2]  # run [start, end) per row, in row-major order
+    boxes = shapely.box(starts, rows[0::2], ends, rows[0::2] + 1)
+    outline = shapely.union_all(boxes)
+    if tolerance > 0:
+        outline = outline.simplify(tolerance, preserve_topology=True)
+    return polygon_parts(outline)
+
+
+def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.0) -> tuple[list[list[float]], bool]:
+    """Outer outlines of a bool mask as COCO polygon parts (see ``mask_to_shapes``).
 
     Returns:
-        (parts with at least 3 points, whether the mask has holes).
+        (one flat part per connected piece, whether the mask has holes, which polygons drop).
     """
-    contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP,
-                                           cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
-        return [], False
-    has_holes = bool((hierarchy.reshape(-1, 4)[:, 3] >= 0).any())
-    parts = []
-    for contour, (_, _, _, parent) in zip(contours, hierarchy.reshape(-1, 4)):
-        if parent >= 0 or len(contour) < 3:
-            continue
-        parts.append([float(v) + 0.5 for v in contour.reshape(-1)])
-    return parts, has_holes
+    shapes = mask_to_shapes(mask, tolerance)
+    return [ring_to_flat(p.exterior) for p in shapes], any(p.interiors for p in shapes)
 
 
 def mask_to_via_polygons(mask: np.ndarray) -> list[dict]:
     """VIA polygon shapes (one per outer contour) for a bool mask."""
-    parts, _ = mask_to_polygons(mask)
+    parts, _ = mask_to_polygons(mask, tolerance=0.5)
     return [{"name": "polygon",
              "all_points_x": [round(v, 2) for v in part[0::2]],
              "all_points_y": [round(v, 2) for v in part[1::2]]} for part in parts]
