@@ -98,9 +98,11 @@ def write_json_atomic(target: Path, data: object, overwrite: bool = False,
 
 
 def _write_json(path: Path, data: object, indent: int | None) -> None:
+    # json.dumps, not json.dump: only dumps uses the C encoder (about 8x faster on big files)
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=indent,
+                      separators=(",", ":") if indent is None else None)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, allow_nan=False, indent=indent,
-                  separators=(",", ":") if indent is None else None)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from segcli.errors import SegcliError
@@ -35,7 +36,7 @@ def user_errors() -> Iterator[None]:
     except SegcliError as exc:
         if os.environ.get("SEGCLI_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
@@ -63,7 +64,7 @@ def grouped_table(rows: list[dict], title: str) -> Table | None:
         first = members[0]
         where = " ".join(p for p in (first["image"], first["item"]) if p)
         style = STYLES.get(action)
-        table.add_row(f"[{style}]{action}[/]" if style else action, head, str(len(members)), where)
+        table.add_row(f"[{style}]{action}[/]" if style else action, escape(head), str(len(members)), escape(where))
     return table
 
 

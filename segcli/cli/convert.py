@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from segcli.cli.common import CategoryOption, ImagesOption, LabelAttrOption, console, ledger_table, user_errors
@@ -43,8 +44,8 @@ def convert(
     with user_errors():
         result = run_convert(input_path, output, to.value if to else None, images, label_attr,
                              category, strict, overwrite)
-    console.print(f"[bold]{result.dataset.source_path}[/] ({result.dataset.source_format}) -> "
-                  f"[bold]{result.output}[/] ({result.to})", highlight=False)
+    console.print(f"[bold]{escape(str(result.dataset.source_path))}[/] ({result.dataset.source_format}) -> "
+                  f"[bold]{escape(str(result.output))}[/] ({result.to})", highlight=False)
     summary = Table()
     summary.add_column("")
     summary.add_column("read", justify="right")
@@ -54,11 +55,11 @@ def convert(
     summary.add_row("categories", str(len(result.dataset.categories)), str(len(result.dataset.categories)))
     console.print(summary)
     if result.dataset.label_attr:
-        console.print(f"categories from region attribute [bold]{result.dataset.label_attr}[/]: "
-                      + ", ".join(c.name for c in result.dataset.categories), highlight=False)
+        console.print(f"categories from region attribute [bold]{escape(result.dataset.label_attr)}[/]: "
+                      + escape(", ".join(c.name for c in result.dataset.categories)), highlight=False)
     table = ledger_table(result.ledger)
     if table is not None:
         console.print(table)
     else:
         console.print("nothing was changed or dropped")
-    console.print(f"wrote [bold]{result.output}[/] and {result.report}", highlight=False)
+    console.print(f"wrote [bold]{escape(str(result.output))}[/] and {escape(str(result.report))}", highlight=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from segcli.cli.common import CategoryOption, ImagesOption, LabelAttrOption, console, grouped_table, user_errors
@@ -44,7 +45,7 @@ def stats(
 
 
 def _print_stats(result: dict) -> None:
-    console.print(f"[bold]{result['file']}[/] ({result['format']})", highlight=False)
+    console.print(f"[bold]{escape(result['file'])}[/] ({result['format']})", highlight=False)
     overview = Table(show_header=False)
     overview.add_column("")
     overview.add_column("", justify="right")
@@ -57,17 +58,17 @@ def _print_stats(result: dict) -> None:
              "-" if sizes["min_area"] is None else f"{sizes['min_area']:.0f} / {sizes['median_area']:.0f} / {sizes['max_area']:.0f}"),
             ("shapes", ", ".join(f"{k} {v}" for k, v in sorted(result["shapes"].items())) or "-")]
     for name, value in rows:
-        overview.add_row(name, str(value))
+        overview.add_row(name, escape(str(value)))
     console.print(overview)
-    categories = Table(title="Categories" + (f" (from attribute '{result['label_attr']}')" if result["label_attr"] else ""),
+    categories = Table(title="Categories" + (f" (from attribute '{escape(result['label_attr'])}')" if result["label_attr"] else ""),
                        title_justify="left")
     for column in ("id", "name", "objects", "images"):
         categories.add_column(column, justify="right" if column != "name" else "left")
     for c in result["categories"]:
-        categories.add_row(str(c["id"]), c["name"], str(c["objects"]), str(c["images"]))
+        categories.add_row(str(c["id"]), escape(c["name"]), str(c["objects"]), str(c["images"]))
     console.print(categories)
     for note in result["notes"]:
-        console.print(f"note: {note['reason']}", highlight=False)
+        console.print(f"note: {escape(note['reason'])}", highlight=False)
     problems = result["problems"]
     if not problems:
         console.print("[green]no problems found[/]")

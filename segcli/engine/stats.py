@@ -13,11 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from segcli.errors import SegcliError
 from segcli.formats import geometry
 from segcli.formats.coco import annotation_to_json
-from segcli.formats.io import default_images_dir, read_annotations
-from segcli.formats.images import resolve_images
+from segcli.formats.io import default_images_dir, locate_images, read_annotations
 from segcli.ledger import INFO_ACTIONS, Ledger
 from segcli.structures import Annotation, Dataset
 
@@ -30,10 +28,8 @@ def dataset_stats(path: Path, images_dir: Path | None = None, label_attr: str | 
     ledger = Ledger(str(path))
     dataset = read_annotations(Path(path), ledger, label_attr, category, images_dir)
     folder = Path(images_dir) if images_dir is not None else default_images_dir(dataset)
-    if images_dir is not None and not folder.is_dir():
-        raise SegcliError("image folder not found", folder)
     if dataset.source_format != "masks":
-        resolve_images(dataset, folder, ledger)
+        locate_images(dataset, images_dir, ledger, require_found=False)
     areas = [_area(a, image, ledger) for image in dataset.images for a in image.annotations]
     areas = [a for a in areas if a is not None]
     per_category = Counter(a.category for image in dataset.images for a in image.annotations)

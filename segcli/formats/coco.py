@@ -71,7 +71,7 @@ def _read_categories(raw: list, annotations: list, ledger: Ledger) -> tuple[list
             ledger.error(f"duplicate category name {cat['name']!r}", item=item)
         else:
             categories.append(Category(cat["id"], cat["name"], str(cat.get("supercategory") or "")))
-    used = {a.get("category_id") for a in annotations if isinstance(a, dict)}
+    used = {a.get("category_id") for a in annotations if isinstance(a, dict) and _is_int(a.get("category_id"))}
     zero = next((c for c in categories if c.id == 0), None)
     if zero is not None and 0 not in used:
         categories.remove(zero)
@@ -123,11 +123,11 @@ def _read_annotation(index: int, raw: object, images: dict, id_to_name: dict, se
         return
     if _is_int(raw.get("id")):
         item = f"annotation id {raw['id']}"
-    image = images.get(raw.get("image_id"))
+    image = images.get(raw.get("image_id")) if _is_int(raw.get("image_id")) else None
     if image is None:
         ledger.error(f"unknown image_id {raw.get('image_id')!r}", item=item)
         return
-    if raw.get("category_id") not in id_to_name:
+    if not _is_int(raw.get("category_id")) or raw.get("category_id") not in id_to_name:
         ledger.error(f"unknown category_id {raw.get('category_id')!r}", image.file_name, item)
         return
     attributes = dict(raw["attributes"]) if isinstance(raw.get("attributes"), dict) else {}
@@ -233,6 +233,8 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
     keep_image_ids = _unique_ids([img.id for img in dataset.images])
     keep_ann_ids = _unique_ids([a.id for img in dataset.images for a in img.annotations])
     next_ann_id = 1
+    category_ids = {c.name: c.id for c in dataset.categories}
+    trusted = _prechecked_polygons(dataset)
     for number, image in enumerate(dataset.images, start=1):
         if image.width is None:
             ledger.add("skipped", f"image size unknown (file not found): its {len(image.annotations)} "
@@ -243,10 +245,9 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
         for annotation in image.annotations:
             ann_id = annotation.id if keep_ann_ids else next_ann_id
             next_ann_id += 1
-            record = annotation_to_json(annotation, image, ledger)
+            record = annotation_to_json(annotation, image, ledger, id(annotation) in trusted)
             if record is not None:
-                record.update(id=ann_id, image_id=image_id,
-                              category_id=dataset.category_id(annotation.category))
+                record.update(id=ann_id, image_id=image_id, category_id=category_ids[annotation.category])
                 annotations_out.append(_order_keys(record))
     return {"info": {**dataset.info, "description": dataset.info.get("description")
                      or f"converted by segcli {__version__} from {dataset.source_path.name}"},
@@ -258,6 +259,20 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
             META_KEY: {"version": __version__, "source_format": dataset.source_format,
                        "label_attr": dataset.label_attr, "default_category": dataset.default_category,
                        "via_attributes": dataset.via_attributes, "via_settings": dataset.via_settings}}
+
+
+def _prechecked_polygons(dataset: Dataset) -> set[int]:
+    """ids (``id()``) of VIA polygon/rect annotations that are valid and inside their image,
+    found in one vectorised pass so the per-object path skips shapely (the hot path on big sets)."""
+    candidates = [(a, image) for image in dataset.images if image.width is not None
+                  for a in image.annotations
+                  if a.via_shape is not None and a.via_shape["name"] in ("polygon", "rect")]
+    if not candidates:
+        return set()
+    outlines = [geometry.via_shape_to_points(a.via_shape) for a, _ in candidates]
+    ok = geometry.simple_polygons_inside(outlines, np.array([img.width for _, img in candidates]),
+                                         np.array([img.height for _, img in candidates]))
+    return {id(a) for (a, _), good in zip(candidates, ok) if good}
 
 
 def _unique_ids(ids: list) -> bool:
@@ -281,9 +296,11 @@ def _order_keys(record: dict) -> dict:
     return {k: record[k] for k in ANNOTATION_KEYS if k in record}
 
 
-def annotation_to_json(annotation: Annotation, image: ImageRecord, ledger: Ledger) -> dict | None:
+def annotation_to_json(annotation: Annotation, image: ImageRecord, ledger: Ledger,
+                       prechecked: bool = False) -> dict | None:
     """COCO fields (segmentation, area, bbox, iscrowd, attributes) for one annotation on an
-    image of known size; None (with a ledger entry) when nothing with an area is left."""
+    image of known size; None (with a ledger entry) when nothing with an area is left.
+    ``prechecked``: a VIA polygon/rect already known valid and inside (no cleaning needed)."""
     height, width = image.height, image.width
 
     def note(action: str, reason: str) -> None:
@@ -293,7 +310,11 @@ def annotation_to_json(annotation: Annotation, image: ImageRecord, ledger: Ledge
     if annotation.via_shape is not None:
         attributes[SHAPE_ATTR] = annotation.via_shape
         points = geometry.via_shape_to_points(annotation.via_shape)
-        segmentation, rle = _polygons_to_segmentation([points], width, height, note)
+        if prechecked:
+            segmentation = [geometry.points_to_flat(points)]
+            rle = geometry.polygons_to_rle(segmentation, height, width)
+        else:
+            segmentation, rle = _polygons_to_segmentation([points], width, height, note)
     elif annotation.polygons is not None:
         points = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in annotation.polygons]
         segmentation, rle = _polygons_to_segmentation(points, width, height, note)

@@ -28,6 +28,11 @@ def check_numbers(values: list, what: str) -> str | None:
     """Return a problem description if ``values`` is not a list of finite, sane numbers."""
     if not isinstance(values, list):
         return f"{what} must be a list of numbers, got {type(values).__name__}"
+    types = set(map(type, values))
+    if types and types <= {int, float}:  # fast path: one vectorised range check
+        array = np.asarray(values, dtype=np.float64)
+        if np.isfinite(array).all() and np.abs(array).max() <= MAX_COORDINATE:
+            return None
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{what} holds a non-number ({value!r})"
@@ -58,8 +63,7 @@ def via_shape_to_points(shape: dict) -> np.ndarray:
     """
     name = shape["name"]
     if name == "polygon":
-        points = np.stack([np.asarray(shape["all_points_x"], dtype=np.float64),
-                           np.asarray(shape["all_points_y"], dtype=np.float64)], axis=1)
+        points = np.array((shape["all_points_x"], shape["all_points_y"]), dtype=np.float64).T
         if len(points) > 1 and (points[0] == points[-1]).all():
             points = points[:-1]  # VIA 0.1b repeats the first point; the ring closes anyway
         return points
@@ -75,6 +79,25 @@ def via_shape_to_points(shape: dict) -> np.ndarray:
     raise ValueError(f"shape {name!r} has no area")
 
 
+def simple_polygons_inside(outlines: list[np.ndarray], widths: np.ndarray,
+                           heights: np.ndarray) -> np.ndarray:
+    """Vectorised fast-path test: for each N x 2 outline, True when it is a valid polygon with
+    an area, inside [0, width] x [0, height], so ``clean_polygon`` would leave it unchanged."""
+    result = np.zeros(len(outlines), dtype=bool)
+    index = [i for i, p in enumerate(outlines) if len(p) >= 3]
+    if not index:
+        return result
+    closed = [np.vstack([outlines[i], outlines[i][:1]]) for i in index]
+    ring_offsets = np.concatenate([[0], np.cumsum([len(c) for c in closed])])
+    polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.ascontiguousarray(np.concatenate(closed)),
+                                         (ring_offsets, np.arange(len(closed) + 1)))
+    bounds = shapely.bounds(polygons)
+    inside = ((bounds[:, 0] >= 0) & (bounds[:, 1] >= 0) & (bounds[:, 2] <= np.asarray(widths)[index])
+              & (bounds[:, 3] <= np.asarray(heights)[index]))
+    result[index] = inside & shapely.is_valid(polygons) & (shapely.area(polygons) > 0)
+    return result
+
+
 def clean_polygon(points: np.ndarray, width: int, height: int, note: Note) -> tuple[list[Polygon], bool]:
     """Make a polygon valid and clip it to the image, recording every change.
 
@@ -87,15 +110,18 @@ def clean_polygon(points: np.ndarray, width: int, height: int, note: Note) -> tu
         (valid shapely polygons, possibly with holes, empty if nothing is left;
          whether they differ from ``points``).
     """
-    if len(points) < 3 or len(np.unique(points, axis=0)) < 3:
-        note("dropped", f"degenerate polygon: {len(np.unique(points, axis=0))} distinct points")
+    polygon = Polygon(points) if len(points) >= 3 else None
+    valid = polygon is not None and polygon.is_valid
+    if polygon is None or (valid and polygon.area == 0) or (not valid and not polygon_parts(shapely.make_valid(polygon))):
+        distinct = len(np.unique(points, axis=0))
+        note("dropped", f"degenerate polygon: {distinct} distinct points" if distinct < 3
+             else "degenerate polygon: zero area (points on a line)")
         return [], True
-    polygon = Polygon(points)
     inside = (points.min() >= 0 and points[:, 0].max() <= width and points[:, 1].max() <= height)
-    if inside and polygon.is_valid:
-        return ([polygon], False) if polygon.area > 0 else (_dropped_flat(note), True)
+    if inside and valid:
+        return [polygon], False
     parts: list[Polygon] = [polygon]
-    if not polygon.is_valid:
+    if not valid:
         before = abs(shoelace_area(points))
         parts = polygon_parts(shapely.make_valid(polygon))
         after = sum(p.area for p in parts)
@@ -104,7 +130,9 @@ def clean_polygon(points: np.ndarray, width: int, height: int, note: Note) -> tu
     if not inside:
         frame = box(0, 0, width, height)
         before = sum(p.area for p in parts)
-        parts = [q for p in parts for q in polygon_parts(p.intersection(frame))]
+        limits = np.array([width, height], dtype=np.float64)
+        parts = [shapely.transform(q, lambda c: np.clip(c, 0.0, limits))  # GEOS leaves -1e-300s
+                 for p in parts for q in polygon_parts(p.intersection(frame))]
         after = sum(p.area for p in parts)
         if not parts:
             note("dropped", f"entirely outside the image: {width}x{height}")
@@ -144,7 +172,7 @@ def ring_to_flat(ring) -> list[float]:
 
 def points_to_flat(points: np.ndarray) -> list[float]:
     """N x 2 points as a flat COCO list."""
-    return [float(v) for v in points.reshape(-1)]
+    return points.reshape(-1).tolist()
 
 
 def polygons_to_rle(parts: list[list[float]], height: int, width: int) -> dict:

@@ -87,16 +87,30 @@ def default_images_dir(dataset: Dataset) -> Path:
     return base
 
 
-def locate_images(dataset: Dataset, images_dir: Path | None, ledger: Ledger) -> Path:
-    """Resolve image files and sizes for ``dataset``; returns the folder used."""
+def locate_images(dataset: Dataset, images_dir: Path | None, ledger: Ledger,
+                  require_found: bool = True) -> Path:
+    """Resolve image files and sizes for ``dataset`` and check masks against them; returns the
+    folder used. ``require_found``: fail when not one image is found (sizes are needed)."""
     folder = Path(images_dir) if images_dir is not None else default_images_dir(dataset)
     if not folder.is_dir():
         raise SegcliError("image folder not found", folder)
     resolve_images(dataset, folder, ledger)
-    if dataset.images and all(image.path is None for image in dataset.images):
+    check_mask_sizes(dataset, ledger)
+    if require_found and dataset.images and all(image.path is None for image in dataset.images):
         raise SegcliError(f"none of the {len(dataset.images)} images it names was found in {folder} "
                           "(sizes are needed): pass --images DIR", dataset.source_path)
     return folder
+
+
+def check_mask_sizes(dataset: Dataset, ledger: Ledger) -> None:
+    """An RLE mask must have its image's size (known once the file is read)."""
+    for image in dataset.images:
+        if image.height is None:
+            continue
+        for annotation in image.annotations:
+            if annotation.rle is not None and list(annotation.rle["size"]) != [image.height, image.width]:
+                ledger.error(f"RLE size {list(annotation.rle['size'])} does not match the image size "
+                             f"[{image.height}, {image.width}]", image.file_name, annotation.source)
 
 
 def build_output(dataset: Dataset, to: str, ledger: Ledger):

@@ -15,6 +15,7 @@ import io
 import json
 from pathlib import Path
 
+from segcli.errors import SegcliError
 from segcli.formats.geometry import check_numbers
 from segcli.formats.labels import categories_for_labels, label_of_region, pick_label_attr
 from segcli.ledger import Ledger
@@ -205,8 +206,13 @@ def _valid_regions(image: ImageRecord, regions: list, ledger: Ledger) -> list[tu
 
 def read_via_csv(path: Path, ledger: Ledger, label_attr: str | None, default_category: str) -> Dataset:
     """Read a VIA 1.x/2.x CSV export (JSON objects inside CSV fields)."""
-    text = path.read_text(encoding="utf-8-sig")
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+    except UnicodeDecodeError as exc:
+        raise SegcliError(f"not UTF-8 text (byte {exc.start})", path) from None
+    except csv.Error as exc:
+        raise SegcliError(f"invalid CSV: {exc}", path) from None
     if not rows or not rows[0] or rows[0][0].lstrip("#") != "filename":
         ledger.error("not a VIA CSV export: the header must start with 'filename' or '#filename'")
         return build_via_dataset([], path, "via-csv", ledger, label_attr, default_category, None, None)

@@ -249,7 +249,8 @@ COCO_BAD = {
     "images-not-list": (dict(coco(), images="a.png"), ["images"]),
     "category-id-string": (coco(categories=[{"id": "1", "name": "cell"}]), ["category 0"]),
     "bbox-three-numbers": (coco(annotations=[coco_ann(segmentation=[], bbox=[1, 2, 3])]),
-                           ["image 'a.png'", "annotation id 1", "bbox"]),
+                           ["image 'a.png'", "annotation id 1", "bbox must be [x, y, width, height]",
+                            "[1, 2, 3]"]),
     "bbox-string": (coco(annotations=[coco_ann(segmentation=[], bbox="1,2,3,4")]),
                     ["image 'a.png'", "annotation id 1", "bbox"]),
     "segmentation-odd-length": (coco(annotations=[coco_ann(segmentation=[[10, 10, 30, 10, 30]])]),
@@ -279,6 +280,11 @@ COCO_BAD = {
     "image-size-not-int": (coco(images=[{"id": 1, "file_name": "a.png", "width": "64", "height": 48}]),
                            ["image 'a.png'", "image 0", "width/height"]),
     "annotation-not-object": (coco(annotations=[coco_ann(), "x"]), ["annotation 1"]),
+    "image-id-list": (coco(annotations=[coco_ann(image_id=[1])]), ["annotation id 1", "image_id"]),
+    "category-id-list": (coco(annotations=[coco_ann(category_id=[1])]),
+                         ["image 'a.png'", "annotation id 1", "category_id"]),
+    "category-id-object": (coco(annotations=[coco_ann(category_id={"id": 1})]),
+                           ["image 'a.png'", "annotation id 1", "category_id"]),
 }
 
 
@@ -300,6 +306,68 @@ def test_invalid_coco_to_masks_leaves_no_folder(tmp_path):
     out = tmp_path / "masks"
     result = run("convert", src, out, "--to", "masks")
     assert_clean_failure(result, tmp_path, out, ["coco.json", "annotation id 1", "99"])
+
+
+@pytest.mark.parametrize("to", ["coco", "masks"])
+def test_rle_size_differs_from_image_file(tmp_path, to):
+    """COCO without width/height: the size comes from the 64x48 file, the RLE says 10x10."""
+    write_image(tmp_path)
+    src = write_json(tmp_path / "coco.json", coco(
+        images=[{"id": 1, "file_name": "a.png"}],
+        annotations=[coco_ann(segmentation={"size": [10, 10], "counts": [0, 100]})]))
+    out = tmp_path / ("out.json" if to == "coco" else "labels")
+    result = run("convert", src, out, "--to", to)
+    assert_clean_failure(result, tmp_path, out, ["coco.json", "image 'a.png'", "annotation id 1", "RLE"])
+
+
+def test_via_csv_not_utf8(tmp_path):
+    write_image(tmp_path)
+    src = tmp_path / "via.csv"
+    src.write_bytes("#filename,file_size,file_attributes,region_count,region_id,"
+                    "region_shape_attributes,region_attributes\n"
+                    "caf\u00e9.png,1,{},0,0,{},{}\n".encode("latin-1"))
+    out = tmp_path / "out.json"
+    result = run("convert", src, out)
+    assert_clean_failure(result, tmp_path, out, ["via.csv", "UTF-8"])
+
+
+# --------------------------------------------------------------------------- names that look like rich markup
+
+
+def test_image_name_with_markup_closing_tag(tmp_path):
+    """An image called 'a[/b].png' must be printed as is (not parsed as rich markup)."""
+    write_image(tmp_path)
+    src = write_json(tmp_path / "via.json", via_export(
+        [region({"name": "circle", "cx": 1, "cy": 1, "r": -1})], filename="a[/b].png"))
+    out = tmp_path / "out.json"
+    result = run("convert", src, out)
+    assert_clean_failure(result, tmp_path, out, ["via.json", "image 'a[/b].png'", "region 0"])
+
+
+def test_input_name_with_brackets_is_printed_verbatim(tmp_path):
+    write_image(tmp_path)
+    src = write_json(tmp_path / "coco[val].json", coco(annotations=[coco_ann(category_id=99)]))
+    out = tmp_path / "out.json"
+    result = run("convert", src, out)
+    assert_clean_failure(result, tmp_path, out, ["coco[val].json", "annotation id 1"])
+
+
+def test_category_name_with_markup_converts(tmp_path):
+    write_image(tmp_path)
+    src = write_json(tmp_path / "via.json", via_export([region(GOOD_SHAPE, name="[/x]")]))
+    out = tmp_path / "out.json"
+    result = run("convert", src, out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert [c["name"] for c in json.loads(out.read_text(encoding="utf-8"))["categories"]] == ["[/x]"]
+    assert "[/x]" in result.stdout
+
+
+def test_stats_category_name_with_markup(tmp_path):
+    write_image(tmp_path)
+    src = write_json(tmp_path / "coco.json", coco(categories=[{"id": 1, "name": "[/x]"}]))
+    result = run("stats", src)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "[/x]" in result.stdout
 
 
 # --------------------------------------------------------------------------- paths and options
@@ -414,6 +482,30 @@ def test_output_equal_to_input_by_another_spelling(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "coco.json" in result.stderr
     assert src.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def test_output_parent_is_a_file(tmp_path):
+    write_image(tmp_path)
+    src = write_json(tmp_path / "via.json", via_export([region(GOOD_SHAPE)]))
+    (tmp_path / "f.txt").write_text("x", encoding="utf-8")
+    out = tmp_path / "f.txt" / "out.json"
+    result = run("convert", src, out)
+    assert_clean_failure(result, tmp_path, out, ["f.txt"])
+    assert (tmp_path / "f.txt").read_text(encoding="utf-8") == "x"
+
+
+def test_json_output_is_a_folder(tmp_path):
+    write_image(tmp_path)
+    src = write_json(tmp_path / "via.json", via_export([region(GOOD_SHAPE)]))
+    out = tmp_path / "o.json"
+    out.mkdir()
+    result = run("convert", src, out, "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "o.json" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert out.is_dir() and not any(out.iterdir())
+    assert not (tmp_path / "o.report.json").exists()
     assert leftovers(tmp_path) == []
 
 
