@@ -51,6 +51,8 @@ class Annotation:
         source: where it came from, for messages ("region 3", "annotation id 17").
         category_from_default: True when no labelling attribute gave the category.
         id: COCO annotation id when read from COCO (kept stable), else assigned on writing.
+        label_value: the labelling attribute's raw value in VIA (an option id "1", an int 320,
+            a checkbox dict), written back as it was.
     """
 
     category: str
@@ -64,6 +66,7 @@ class Annotation:
     source: str = ""
     category_from_default: bool = False
     id: int | None = None
+    label_value: Any = None
 
     @property
     def shape_name(self) -> str:

@@ -48,7 +48,8 @@ def convert(input_path: Path, output: Path, to: str | None = None, images_dir: P
             overwrite: bool = False) -> ConvertResult:
     """Convert annotations; see the module docstring. Raises SegcliError on bad input."""
     input_path, output = Path(input_path), Path(output)
-    input_format, _ = detect_format(input_path)
+    detected = detect_format(input_path)
+    input_format = detected[0]
     to = to or infer_output_format(input_format, output)
     if to not in OUTPUT_FORMATS:
         raise SegcliError(f"unknown output format {to!r} (choose from {', '.join(OUTPUT_FORMATS)})")
@@ -57,7 +58,7 @@ def convert(input_path: Path, output: Path, to: str | None = None, images_dir: P
     if output.resolve() == input_path.resolve():
         raise SegcliError("output would overwrite the input", output)
     ledger = Ledger(str(input_path))
-    dataset = read_annotations(input_path, ledger, label_attr, category, images_dir)
+    dataset = read_annotations(input_path, ledger, label_attr, category, images_dir, detected)
     ledger.raise_errors()
     if to in ("coco", "masks") and input_format != "masks":
         locate_images(dataset, images_dir, ledger)

@@ -5,12 +5,14 @@ segmentations (box only); it is strict about ids (duplicates and unknown referen
 errors) and keeps category ids as they are, except that a category id 0 is dropped when unused
 (labelme's ``_background_``) or all ids are shifted by one when it is used (id 0 is background to
 torchvision). Writing computes every area and box with pycocotools on the rasterised mask and
-keeps each VIA region's original shape in ``attributes["via_shape"]`` so COCO -> VIA restores it.
+keeps each VIA region's original shape in ``attributes["via_shape"]`` so COCO -> VIA restores it
+(except an unchanged VIA polygon, which the segmentation holds exactly).
 """
 
 from __future__ import annotations
 
 import copy
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
 
 SHAPE_ATTR = "via_shape"
+LABEL_VALUE_ATTR = "via_label_value"
 NONAREA_ATTR = "via_nonarea_regions"
 META_KEY = "segcli"
 IMAGE_KEYS = ("id", "file_name", "width", "height", "attributes", "via_size")
@@ -43,6 +46,7 @@ def read_coco(data: dict, path: Path, ledger: Ledger) -> Dataset:
     if ledger.errors:
         return Dataset([], [], path, "coco")
     categories, id_to_name = _read_categories(data["categories"], data["annotations"], ledger)
+    categories.sort(key=lambda c: c.id)
     images = _read_images(data["images"], ledger)
     seen_ids: set[int] = set()
     for index, raw in enumerate(data["annotations"]):
@@ -54,7 +58,8 @@ def read_coco(data: dict, path: Path, ledger: Ledger) -> Dataset:
                       default_category=meta.get("default_category", "object"),
                       via_attributes=meta.get("via_attributes"), via_settings=meta.get("via_settings"),
                       info=info)
-    _mark_default_categories(dataset)
+    if meta:
+        _mark_default_categories(dataset)
     return dataset
 
 
@@ -149,6 +154,7 @@ def _read_annotation(index: int, raw: object, images: dict, id_to_name: dict, se
 
 def _read_geometry(raw: dict, annotation: Annotation, image: ImageRecord) -> str | None:
     """Fill the annotation's geometry from ``segmentation``/``bbox``; return a problem or None."""
+    annotation.label_value = annotation.attributes.pop(LABEL_VALUE_ATTR, None)
     shape = annotation.attributes.pop(SHAPE_ATTR, None)
     if shape is not None:
         problem = validate_via_shape(shape)
@@ -167,7 +173,7 @@ def _read_geometry(raw: dict, annotation: Annotation, image: ImageRecord) -> str
                 return problem
             if len(part) % 2:
                 return f"segmentation polygon has an odd number of values ({len(part)})"
-            parts.append([float(v) for v in part])
+            parts.append(list(part))
         annotation.polygons = parts
         return None
     if isinstance(segmentation, dict):
@@ -207,15 +213,13 @@ def _read_rle(segmentation: dict, annotation: Annotation, image: ImageRecord) ->
 
 
 def _mark_default_categories(dataset: Dataset) -> None:
-    """Annotations that had no label in the VIA file they came from (see read_via)."""
-    if dataset.label_attr is None and dataset.via_attributes is None:
-        return
+    """Annotations that had no label in the VIA file a segcli COCO file came from."""
     definition = ((dataset.via_attributes or {}).get("region") or {}).get(dataset.label_attr or "", {})
     options = set((definition.get("options") or {}).values())
     for image in dataset.images:
         for annotation in image.annotations:
             annotation.category_from_default = (
-                annotation.via_shape is not None and annotation.category == dataset.default_category
+                annotation.category == dataset.default_category
                 and annotation.category not in options and dataset.label_attr not in annotation.attributes)
 
 
@@ -245,7 +249,8 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
         for annotation in image.annotations:
             ann_id = annotation.id if keep_ann_ids else next_ann_id
             next_ann_id += 1
-            record = annotation_to_json(annotation, image, ledger, id(annotation) in trusted)
+            record = annotation_to_json(annotation, image, ledger, id(annotation) in trusted,
+                                        trusted.get(id(annotation)))
             if record is not None:
                 record.update(id=ann_id, image_id=image_id, category_id=category_ids[annotation.category])
                 annotations_out.append(_order_keys(record))
@@ -261,18 +266,27 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
                        "via_attributes": dataset.via_attributes, "via_settings": dataset.via_settings}}
 
 
-def _prechecked_polygons(dataset: Dataset) -> set[int]:
-    """ids (``id()``) of VIA polygon/rect annotations that are valid and inside their image,
-    found in one vectorised pass so the per-object path skips shapely (the hot path on big sets)."""
+def _prechecked_polygons(dataset: Dataset) -> dict[int, np.ndarray | None]:
+    """VIA polygons and rects that are valid and inside their image, keyed by
+    ``id(annotation)`` (value: the rect's outline; None for polygons, whose own numbers are
+    written), found in one vectorised pass so the per-object path skips shapely: the hot path
+    on big sets."""
     candidates = [(a, image) for image in dataset.images if image.width is not None
                   for a in image.annotations
                   if a.via_shape is not None and a.via_shape["name"] in ("polygon", "rect")]
     if not candidates:
-        return set()
-    outlines = [geometry.via_shape_to_points(a.via_shape) for a, _ in candidates]
-    ok = geometry.simple_polygons_inside(outlines, np.array([img.width for _, img in candidates]),
+        return {}
+    outlines = [geometry.via_shape_to_points(a.via_shape) if a.via_shape["name"] == "rect" else None
+                for a, _ in candidates]
+    xs = list(chain.from_iterable(a.via_shape["all_points_x"] if o is None else o[:, 0]
+                                  for (a, _), o in zip(candidates, outlines)))
+    ys = list(chain.from_iterable(a.via_shape["all_points_y"] if o is None else o[:, 1]
+                                  for (a, _), o in zip(candidates, outlines)))
+    counts = [len(a.via_shape["all_points_x"]) if o is None else 4 for (a, _), o in zip(candidates, outlines)]
+    ok = geometry.simple_polygons_inside(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64),
+                                         np.asarray(counts), np.array([img.width for _, img in candidates]),
                                          np.array([img.height for _, img in candidates]))
-    return {id(a) for (a, _), good in zip(candidates, ok) if good}
+    return {id(a): outline for (a, _), outline, good in zip(candidates, outlines, ok) if good}
 
 
 def _unique_ids(ids: list) -> bool:
@@ -297,23 +311,33 @@ def _order_keys(record: dict) -> dict:
 
 
 def annotation_to_json(annotation: Annotation, image: ImageRecord, ledger: Ledger,
-                       prechecked: bool = False) -> dict | None:
+                       prechecked: bool = False, outline: np.ndarray | None = None) -> dict | None:
     """COCO fields (segmentation, area, bbox, iscrowd, attributes) for one annotation on an
     image of known size; None (with a ledger entry) when nothing with an area is left.
-    ``prechecked``: a VIA polygon/rect already known valid and inside (no cleaning needed)."""
+    ``prechecked``: a VIA polygon/rect already known valid and inside the image (no cleaning
+    needed); ``outline``: its outline when it is a rect."""
     height, width = image.height, image.width
 
     def note(action: str, reason: str) -> None:
         ledger.add(action, reason, image.file_name, annotation.source)
 
     attributes = dict(annotation.attributes)
+    if annotation.label_value is not None and not isinstance(annotation.label_value, str):
+        attributes[LABEL_VALUE_ATTR] = annotation.label_value  # an int or checkbox label, kept as is
     if annotation.via_shape is not None:
-        attributes[SHAPE_ATTR] = annotation.via_shape
-        points = geometry.via_shape_to_points(annotation.via_shape)
-        if prechecked:
-            segmentation = [geometry.points_to_flat(points)]
+        if prechecked and annotation.via_shape["name"] == "polygon":
+            # the segmentation is the VIA polygon itself (original numbers), so COCO -> VIA gets
+            # it back from there; storing it twice would double the file
+            shape = annotation.via_shape
+            segmentation = [[v for xy in zip(shape["all_points_x"], shape["all_points_y"]) for v in xy]]
+            rle = geometry.polygons_to_rle(segmentation, height, width)
+        elif prechecked:
+            attributes[SHAPE_ATTR] = annotation.via_shape
+            segmentation = [geometry.points_to_flat(outline)]
             rle = geometry.polygons_to_rle(segmentation, height, width)
         else:
+            attributes[SHAPE_ATTR] = annotation.via_shape
+            points = geometry.via_shape_to_points(annotation.via_shape)
             segmentation, rle = _polygons_to_segmentation([points], width, height, note)
     elif annotation.polygons is not None:
         points = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in annotation.polygons]

@@ -79,22 +79,39 @@ def via_shape_to_points(shape: dict) -> np.ndarray:
     raise ValueError(f"shape {name!r} has no area")
 
 
-def simple_polygons_inside(outlines: list[np.ndarray], widths: np.ndarray,
+def simple_polygons_inside(xs: np.ndarray, ys: np.ndarray, counts: np.ndarray, widths: np.ndarray,
                            heights: np.ndarray) -> np.ndarray:
-    """Vectorised fast-path test: for each N x 2 outline, True when it is a valid polygon with
-    an area, inside [0, width] x [0, height], so ``clean_polygon`` would leave it unchanged."""
-    result = np.zeros(len(outlines), dtype=bool)
-    index = [i for i, p in enumerate(outlines) if len(p) >= 3]
-    if not index:
+    """Vectorised fast-path test over many polygons given as concatenated vertex coordinates.
+
+    Args:
+        xs, ys: float64 vertex coordinates of all polygons, one after the other.
+        counts: number of vertices of each polygon.
+        widths, heights: size of each polygon's image.
+
+    Returns:
+        bool per polygon: a valid polygon with an area, inside [0, width] x [0, height], i.e. one
+        that ``clean_polygon`` would leave unchanged.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    result = np.zeros(len(counts), dtype=bool)
+    keep = counts >= 3
+    if not keep.any():
         return result
-    closed = [np.vstack([outlines[i], outlines[i][:1]]) for i in index]
-    ring_offsets = np.concatenate([[0], np.cumsum([len(c) for c in closed])])
-    polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.ascontiguousarray(np.concatenate(closed)),
-                                         (ring_offsets, np.arange(len(closed) + 1)))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    coords = np.column_stack([xs, ys])
+    # drop polygons with < 3 vertices, then close every ring by repeating its first vertex
+    index = np.concatenate([np.arange(s, s + n) for s, n in zip(starts[keep], counts[keep])]) \
+        if not keep.all() else np.arange(len(coords))
+    coords, kept_counts = coords[index], counts[keep]
+    kept_starts = np.concatenate([[0], np.cumsum(kept_counts)[:-1]])
+    closed = np.insert(coords, kept_starts + kept_counts, coords[kept_starts], axis=0)
+    ring_offsets = np.concatenate([[0], np.cumsum(kept_counts + 1)])
+    polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, np.ascontiguousarray(closed),
+                                         (ring_offsets, np.arange(len(kept_counts) + 1)))
     bounds = shapely.bounds(polygons)
-    inside = ((bounds[:, 0] >= 0) & (bounds[:, 1] >= 0) & (bounds[:, 2] <= np.asarray(widths)[index])
-              & (bounds[:, 3] <= np.asarray(heights)[index]))
-    result[index] = inside & shapely.is_valid(polygons) & (shapely.area(polygons) > 0)
+    inside = ((bounds[:, 0] >= 0) & (bounds[:, 1] >= 0) & (bounds[:, 2] <= np.asarray(widths)[keep])
+              & (bounds[:, 3] <= np.asarray(heights)[keep]))
+    result[keep] = inside & shapely.is_valid(polygons) & (shapely.area(polygons) > 0)
     return result
 
 
@@ -177,7 +194,8 @@ def points_to_flat(points: np.ndarray) -> list[float]:
 
 def polygons_to_rle(parts: list[list[float]], height: int, width: int) -> dict:
     """Rasterise COCO polygon parts (union) into one compressed RLE, as pycocotools does."""
-    return mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
+    rles = mask_utils.frPyObjects(parts, height, width)
+    return rles[0] if len(rles) == 1 else mask_utils.merge(rles)
 
 
 def shapely_to_rle(parts: list[Polygon], height: int, width: int) -> dict:
@@ -231,7 +249,7 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
 def rle_area_bbox(rle: dict) -> tuple[int, list[float]]:
     """Pixel area and tight box ``[x, y, w, h]`` of a compressed RLE."""
-    return int(mask_utils.area(rle)), [float(v) for v in mask_utils.toBbox(rle)]
+    return int(mask_utils.area(rle)), mask_utils.toBbox(rle).tolist()
 
 
 def mask_to_shapes(mask: np.ndarray, tolerance: float = 0.0) -> list[Polygon]:

@@ -57,15 +57,23 @@ class ImageFolder:
                     self._by_size.setdefault(path.stat().st_size, []).append(path)
 
     def inside(self, path: Path) -> bool:
-        """True if ``path`` (after following symlinks) lies in this folder."""
-        try:
-            path.resolve().relative_to(self.root)
-            return True
-        except ValueError:
-            return False
+        """True if ``path`` (after following symlinks and '..') lies in this folder."""
+        if path.is_symlink():
+            real = Path(os.path.realpath(path))
+        else:  # resolve the folder once per folder, not once per image: 10,000 images share one
+            real = self._real_dir(str(path.parent)) / path.name
+        return real == self.root or self.root in real.parents
 
-    def find(self, file_name: str, size_bytes: int | None) -> tuple[Path | None, str]:
-        """The file for an annotation's name (and VIA byte size): (path, how it was found)."""
+    def _real_dir(self, directory: str) -> Path:
+        cache = self.__dict__.setdefault("_real_dirs", {})
+        if directory not in cache:
+            cache[directory] = Path(os.path.realpath(directory))
+        return cache[directory]
+
+    def find(self, file_name: str, size_bytes: int | None,
+             claimed: set[Path] = frozenset()) -> tuple[Path | None, str]:
+        """The file for an annotation's name (and VIA byte size): (path, how it was found).
+        A file in ``claimed`` (named by another entry) is never matched by size."""
         direct = self.root / file_name.replace("\\", "/")
         if direct.is_file():
             return (direct, "name") if self.inside(direct) else (None, "outside the image folder")
@@ -75,8 +83,9 @@ class ImageFolder:
         same_name = self._by_name.get(base, [])
         if len(same_name) == 1:
             return same_name[0], "base name"
-        if size_bytes and len(self._by_size.get(size_bytes, [])) == 1:
-            return self._by_size[size_bytes][0], "byte size"
+        by_size = [p for p in self._by_size.get(size_bytes, []) if p not in claimed] if size_bytes else []
+        if len(by_size) == 1 and not same_name:
+            return by_size[0], "byte size"
         if len(same_name) > 1:
             return None, f"{len(same_name)} files are called {base}"
         return None, "not found"
@@ -86,13 +95,18 @@ def resolve_images(dataset: Dataset, images_dir: Path, ledger: Ledger,
                    check_sizes: bool = True) -> None:
     """Set ``path`` (and, from headers, ``width``/``height``) of every image in ``dataset``.
 
+    Names are matched first; only then are files no entry names matched by VIA byte size.
     Missing or unreadable images stay with ``path=None``; each is a ledger entry (action
-    "error" here: the writer decides whether to skip them). Sizes written in the annotation
+    "missing": the writer decides whether to skip them). Sizes written in the annotation
     file that differ from the file's are corrected with a "changed" entry.
     """
     folder = ImageFolder(images_dir)
-    for image in dataset.images:
-        path, how = folder.find(image.file_name, image.size_bytes)
+    found = [folder.find(image.file_name, None) for image in dataset.images]
+    claimed = {path for path, _ in found if path is not None}
+    for image, (path, how) in zip(dataset.images, found):
+        if path is None and image.size_bytes:
+            path, how = folder.find(image.file_name, image.size_bytes, claimed)
+            claimed.add(path)
         if path is None:
             ledger.add("missing", f"image file {how}: looked in {images_dir}", image.file_name)
             continue

@@ -57,10 +57,12 @@ def _unknown_format_reason(data: object) -> str:
 
 
 def read_annotations(path: Path, ledger: Ledger, label_attr: str | None = None,
-                     default_category: str = "object", images_dir: Path | None = None) -> Dataset:
-    """Read any supported annotation file or mask folder; problems go to ``ledger``."""
+                     default_category: str = "object", images_dir: Path | None = None,
+                     detected: tuple[str, object] | None = None) -> Dataset:
+    """Read any supported annotation file or mask folder; problems go to ``ledger``.
+    ``detected``: the result of ``detect_format`` when the caller has it (saves a parse)."""
     path = Path(path)
-    fmt, data = detect_format(path)
+    fmt, data = detected or detect_format(path)
     if fmt == "masks":
         return masks.read_mask_folder(path, ledger, images_dir)
     if fmt == "via-csv":

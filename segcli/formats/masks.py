@@ -98,6 +98,9 @@ def _add_components(record: ImageRecord, label_map: np.ndarray, names: list[str]
         ledger.error(f"label values {unknown} have no class in the classes file ({len(names)} lines)",
                      record.file_name)
         return
+    if IGNORE_INDEX in values:
+        ledger.add("dropped", f"void pixels (label {IGNORE_INDEX}) are not objects: "
+                   f"{int((label_map == IGNORE_INDEX).sum())} px left out", record.file_name)
     for value in values:
         if value == 0 or value == IGNORE_INDEX:
             continue

@@ -131,11 +131,13 @@ def validate_via_shape(shape: object) -> str | None:
             return f"{name} is missing '{key}'"
     keys = SHAPE_KEYS[name]
     if name in ("polygon", "polyline"):
-        for key in keys:
-            problem = check_numbers(shape[key], key)
-            if problem:
-                return problem
-        if len(shape["all_points_x"]) != len(shape["all_points_y"]):
+        xs, ys = shape["all_points_x"], shape["all_points_y"]
+        if not (isinstance(xs, list) and isinstance(ys, list) and check_numbers(xs + ys, "") is None):
+            for key in keys:  # find which list is wrong, for the message
+                problem = check_numbers(shape[key], key)
+                if problem:
+                    return problem
+        if len(xs) != len(ys):
             return (f"all_points_x has {len(shape['all_points_x'])} values but all_points_y "
                     f"has {len(shape['all_points_y'])}")
         return None
@@ -174,7 +176,8 @@ def build_via_dataset(entries: list[tuple[ImageRecord, list]], path: Path, fmt: 
                 del kept["iscrowd"]
             annotation = Annotation(category=label if label is not None else default_category,
                                     via_shape=shape, attributes=kept, source=f"region {index}",
-                                    category_from_default=label is None, iscrowd=int(crowd))
+                                    category_from_default=label is None, iscrowd=int(crowd),
+                                    label_value=attrs[attr] if label is not None else None)
             image.annotations.append(annotation)
             labels.append(annotation.category)
     categories = categories_for_labels(labels, region_defs.get(attr) if attr else None)
@@ -200,7 +203,7 @@ def _valid_regions(image: ImageRecord, regions: list, ledger: Ledger) -> list[tu
         if not isinstance(attrs, dict):
             ledger.error("region_attributes must be an object", image.file_name, item)
             continue
-        valid.append((index, dict(shape), dict(attrs)))
+        valid.append((index, shape, attrs))
     return valid
 
 
@@ -265,7 +268,10 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
                 position += 1
             for region in _annotation_regions(annotation, image, ledger):
                 attrs = dict(annotation.attributes)
-                if not annotation.category_from_default:
+                if annotation.label_value is not None and label_of_region(
+                        {label_attr: annotation.label_value}, label_attr, definition) == annotation.category:
+                    attrs[label_attr] = annotation.label_value
+                elif not annotation.category_from_default:
                     attrs[label_attr] = option_id_for_label(definition, annotation.category)
                 if annotation.iscrowd:
                     attrs["iscrowd"] = 1
@@ -322,9 +328,12 @@ def _define_attributes(attributes: dict, file_attrs: dict, region_attrs: list[di
             for name, value in attrs.items():
                 if name not in attributes[target]:
                     kind = "checkbox" if isinstance(value, dict) else "text"
-                    options = {k: k for k in value} if isinstance(value, dict) else {}
-                    attributes[target][name] = {"type": kind, "description": "", "options": options,
+                    attributes[target][name] = {"type": kind, "description": "", "options": {},
                                                 "default_options": {}}
+                definition = attributes[target][name]
+                if isinstance(value, dict) and isinstance(definition.get("options"), dict):
+                    for option in value:  # every option any region uses, or VIA hides it
+                        definition["options"].setdefault(option, option)
 
 
 def _looks_like_via2_settings(settings: dict | None) -> bool:
