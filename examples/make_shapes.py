@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segcli.synthetic import generate_shapes_dataset
+from segcli.data.synthetic import generate_shapes_dataset
 
 
 def main() -> None:

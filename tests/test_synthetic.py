@@ -12,7 +12,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from segcli.errors import SegcliError
-from segcli.synthetic import CATEGORIES, generate_shapes_dataset
+from segcli.data.synthetic import CATEGORIES, generate_shapes_dataset
 
 NUM_IMAGES = 20
 

@@ -1,0 +1,1 @@
+"""Data: torch datasets and transforms for training, and the synthetic example generator."""
