@@ -195,7 +195,7 @@ def draw_shape_mask(rng: np.random.Generator, category: str, width: int, height:
     extent = np.ptp(points, axis=0)
     points *= min(1.0, (width - 1) / extent[0], (height - 1) / extent[1])
     low, high = -points.min(axis=0), np.array([width - 1, height - 1]) - points.max(axis=0)
-    points += rng.uniform(low, high)
+    points += rng.uniform(low, np.maximum(high, low))  # equal up to rounding when it fills a side
     cv2.fillPoly(canvas, [np.rint(points).astype(np.int32)], 1, lineType=cv2.LINE_8)
     return canvas.astype(bool)
 

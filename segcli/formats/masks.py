@@ -113,7 +113,7 @@ def _add_components(record: ImageRecord, label_map: np.ndarray, names: list[str]
 
 def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
     """Write one label PNG per image of known size into ``folder`` (created) plus classes.txt."""
-    from segcli.formats.coco import annotation_to_json
+    from segcli.formats.rasterize import rasterize_image, render_label_map
     folder.mkdir(parents=True)
     index = {c.name: i for i, c in enumerate(dataset.categories, start=1)}
     dtype = np.uint8 if len(index) < IGNORE_INDEX else np.uint16
@@ -128,29 +128,11 @@ def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
             ledger.add("skipped", f"name clash: another image already maps to {name}", image.file_name)
             continue
         written.add(name)
-        label_map = np.zeros((image.height, image.width), dtype=dtype)
-        painted = []
-        for annotation in image.annotations:
-            record = annotation_to_json(annotation, image, ledger)
-            if record is None:
-                continue
-            rle = (geometry.polygons_to_rle(record["segmentation"], image.height, image.width)
-                   if isinstance(record["segmentation"], list) and record["segmentation"]
-                   else geometry.rle_from_json(record["segmentation"], image.height, image.width)
-                   if record["segmentation"] else _box_rle(record["bbox"], image))
-            painted.append((annotation.iscrowd, -record["area"], rle, annotation.category))
-        for crowd, _, rle, category in sorted(painted, key=lambda t: (-t[0], t[1])):
-            label_map[geometry.rle_to_mask(rle)] = IGNORE_INDEX if crowd else index[category]
+        label_map = render_label_map(image, rasterize_image(image, ledger), index, dtype)
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(target), label_map):
             raise OSError(f"could not write {target}")
-
-
-def _box_rle(bbox: list[float], image: ImageRecord) -> dict:
-    return geometry.polygons_to_rle([[bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1],
-                                      bbox[0] + bbox[2], bbox[1] + bbox[3], bbox[0], bbox[1] + bbox[3]]],
-                                    image.height, image.width)
 
 
 def _safe_relative(file_name: str) -> Path:

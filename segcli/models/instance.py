@@ -1,0 +1,156 @@
+"""Mask R-CNN builders (torchvision) by backbone, with heads sized for the dataset.
+
+Names: ``maskrcnn_resnet50_fpn`` and ``maskrcnn_resnet50_fpn_v2`` (torchvision's own builders),
+``maskrcnn_resnet18_fpn``, ``maskrcnn_resnet34_fpn`` and ``maskrcnn_mobilenet_v3_large_fpn``
+(backbone + FPN built here, with lighter heads by default so they train on a CPU: FPN 128
+channels, box head 256, mask head 2 x 128 convolutions, 64 sampled RoIs per image; see
+../shared/NOTES_CPU_TRAINING.md). From scratch the backbone uses trainable BatchNorm; with
+pretrained weights torchvision's FrozenBatchNorm2d.
+
+Model input: a list of float tensors ``[3, H, W]`` in [0, 1]; the model resizes (``min_size``,
+``max_size``) and normalises internally. Training targets per image: ``boxes`` float ``[N, 4]``
+(x1, y1, x2, y2 pixels), ``labels`` int64 ``[N]`` (1..num_classes-1), ``masks`` uint8
+``[N, H, W]``. Inference output per image: ``boxes``, ``labels``, ``scores`` ``[K]`` and
+``masks`` float ``[K, 1, H, W]`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v3_large, resnet18, resnet34
+from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from segcli.models.pretrained import backbone_weights, model_weights
+
+INSTANCE_MODELS = ("maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_mobilenet_v3_large_fpn",
+                   "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "maskrcnn_resnet18_fpn": {"min_size": 320, "max_size": 512, "light_heads": True},
+    "maskrcnn_resnet34_fpn": {"min_size": 320, "max_size": 512, "light_heads": True},
+    "maskrcnn_mobilenet_v3_large_fpn": {"min_size": 320, "max_size": 512, "light_heads": True},
+    "maskrcnn_resnet50_fpn": {"min_size": 800, "max_size": 1333, "light_heads": False},
+    "maskrcnn_resnet50_fpn_v2": {"min_size": 800, "max_size": 1333, "light_heads": False},
+}
+LIGHT = {"fpn_channels": 128, "box_representation": 256, "mask_layers": (128, 128), "rois_per_image": 64}
+FULL = {"fpn_channels": 256, "box_representation": 1024, "mask_layers": (256, 256, 256, 256), "rois_per_image": 512}
+
+
+def instance_args(name: str, num_classes: int, **overrides: Any) -> dict[str, Any]:
+    """The full, JSON-able argument set of an instance model (defaults + overrides)."""
+    args = {"num_classes": num_classes, "anchor_sizes": None, "rpn_post_nms_top_n_test": 1000,
+            "detections_per_img": 100, "score_thresh": 0.05, **DEFAULTS[name]}
+    unknown = set(overrides) - set(args)
+    if unknown:
+        raise TypeError(f"unknown arguments for {name}: {', '.join(sorted(unknown))}")
+    args.update({k: v for k, v in overrides.items() if v is not None})
+    return args
+
+
+def build_instance_model(name: str, args: dict[str, Any], init: str = "scratch") -> MaskRCNN:
+    """Build Mask R-CNN ``name`` with ``args`` (from ``instance_args``)."""
+    common = {"min_size": args["min_size"], "max_size": args["max_size"],
+              "rpn_post_nms_top_n_test": args["rpn_post_nms_top_n_test"],
+              "box_detections_per_img": args["detections_per_img"], "box_score_thresh": args["score_thresh"]}
+    if args["anchor_sizes"]:
+        common["rpn_anchor_generator"] = _anchor_generator(args["anchor_sizes"], 4 if "resnet" in name else 2)
+    if name in ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"):
+        return _torchvision_maskrcnn(name, args["num_classes"], init, common)
+    heads = LIGHT if args["light_heads"] else FULL
+    if name == "maskrcnn_mobilenet_v3_large_fpn":
+        backbone = _mobilenet_fpn(init, heads["fpn_channels"])
+        common.setdefault("rpn_anchor_generator", _anchor_generator(((32, 64, 128, 256, 512),), 2))
+    else:
+        backbone = _resnet_fpn(name.split("_")[1], init, heads["fpn_channels"])
+    channels, representation = heads["fpn_channels"], heads["box_representation"]
+    return MaskRCNN(
+        backbone, num_classes=None,
+        box_head=TwoMLPHead(channels * 7 * 7, representation),
+        box_predictor=FastRCNNPredictor(representation, args["num_classes"]),
+        box_batch_size_per_image=heads["rois_per_image"],
+        mask_head=MaskRCNNHeads(channels, list(heads["mask_layers"]), 1),
+        mask_predictor=MaskRCNNPredictor(heads["mask_layers"][-1], heads["mask_layers"][-1], args["num_classes"]),
+        **common)
+
+
+def _anchor_generator(sizes: Any, num_maps: int) -> AnchorGenerator:
+    """One anchor size tuple per feature map (repeated when a single tuple is given), ratios 0.5/1/2.
+
+    The MobileNet FPN has 3 maps, each seeing all five sizes (as torchvision's
+    fasterrcnn_mobilenet_v3_large_fpn does); ResNet FPNs have 5 maps, one size each.
+    """
+    sizes = tuple(tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in sizes)
+    if len(sizes) == 1 and num_maps == 2:
+        sizes = sizes * 3
+    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+
+
+def _torchvision_maskrcnn(name: str, num_classes: int, init: str, common: dict) -> MaskRCNN:
+    builder = maskrcnn_resnet50_fpn if name == "maskrcnn_resnet50_fpn" else maskrcnn_resnet50_fpn_v2
+    coco = model_weights(name, init)
+    if coco is None:
+        return builder(weights=None, weights_backbone=backbone_weights("resnet50", init),
+                       num_classes=num_classes, **common)
+    model = builder(weights=coco, **common)  # 91 COCO classes; swap the class-specific layers
+    box_in = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(box_in, num_classes)
+    mask_in = model.roi_heads.mask_predictor.conv5_mask.in_channels
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(mask_in, 256, num_classes)
+    return model
+
+
+def _norm_layer(weights) -> type[nn.Module]:
+    # FrozenBatchNorm only makes sense with pretrained statistics; from scratch BN must train
+    return FrozenBatchNorm2d if weights is not None else nn.BatchNorm2d
+
+
+def _resnet_fpn(depth: str, init: str, channels: int) -> BackboneWithFPN:
+    """ResNet-18/34 body with an FPN over layer1..layer4 (strides 4..32) plus a max-pool level."""
+    if init == "coco":
+        model_weights(f"maskrcnn_{depth}_fpn", init)  # raises: no COCO weights for this backbone
+    weights = backbone_weights(depth, init)
+    body = {"resnet18": resnet18, "resnet34": resnet34}[depth](weights=weights, norm_layer=_norm_layer(weights))
+    if weights is not None:  # as torchvision: keep the stem and layer1 fixed when pretrained
+        for name, parameter in body.named_parameters():
+            if not name.startswith(("layer2", "layer3", "layer4")):
+                parameter.requires_grad_(False)
+    return_layers = {f"layer{i}": str(i - 1) for i in range(1, 5)}
+    return BackboneWithFPN(body, return_layers, [64, 128, 256, 512], channels, extra_blocks=LastLevelMaxPool())
+
+
+def _mobilenet_fpn(init: str, channels: int) -> BackboneWithFPN:
+    """MobileNetV3-Large features with an FPN over its last two stages (strides 16, 32) plus pool."""
+    if init == "coco":
+        model_weights("maskrcnn_mobilenet_v3_large_fpn", init)
+    weights = backbone_weights("mobilenet_v3_large", init)
+    features = mobilenet_v3_large(weights=weights, norm_layer=_norm_layer(weights)).features
+    stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
+    returned = stages[-2:]
+    return_layers = {str(index): str(k) for k, index in enumerate(returned)}
+    in_channels = [features[index].out_channels for index in returned]
+    return BackboneWithFPN(features, return_layers, in_channels, channels, extra_blocks=LastLevelMaxPool())
+
+
+def configure_inference(model: MaskRCNN, score_thresh: float | None = None,
+                        detections_per_img: int | None = None) -> MaskRCNN:
+    """Push the user's score threshold and detection cap into the RoI heads, so boxes the user
+    would discard never reach the mask head (most of the CPU cost of an unsure model)."""
+    if score_thresh is not None:
+        model.roi_heads.score_thresh = float(score_thresh)
+    if detections_per_img is not None:
+        model.roi_heads.detections_per_img = int(detections_per_img)
+    return model
+
+
+def instance_loss(loss_dict: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Total Mask R-CNN training loss: the sum of its five terms."""
+    return sum(loss_dict.values())
