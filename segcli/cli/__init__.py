@@ -10,6 +10,7 @@ import typer
 
 from segcli import __version__
 from segcli.cli import convert as convert_cmd
+from segcli.cli import models as models_cmd
 from segcli.cli import stats as stats_cmd
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ def root(version: bool = typer.Option(False, "--version", "-V", callback=_versio
 
 app.command("convert", no_args_is_help=True)(convert_cmd.convert)
 app.command("stats", no_args_is_help=True)(stats_cmd.stats)
+app.command("models")(models_cmd.models)
 
 
 def main() -> None:
