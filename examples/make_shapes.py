@@ -1,6 +1,6 @@
 """Regenerate the example datasets in examples/shapes (train: seed 0, val: seed 1).
 
-    python examples/make_shapes.py            # 40 train + 20 val images, JPEG, VIA 2 + COCO
+    python examples/make_shapes.py            # 40 train + 20 val images, JPEG, VIA 2 project
     python examples/make_shapes.py --train 400 --val 60 --out /tmp/shapes_big --png
 """
 
@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     fmt = "png" if args.png else "jpg"
     for split, count, seed in (("train", args.train, args.seed), ("val", args.val, args.seed + 1)):
-        path = generate_shapes_dataset(args.out / split, count, seed, coco=True, image_format=fmt)
+        path = generate_shapes_dataset(args.out / split, count, seed, image_format=fmt)
         print(f"{split}: {count} images -> {path}")
 
 

@@ -12,6 +12,7 @@ from segcli import __version__
 from segcli.cli import convert as convert_cmd
 from segcli.cli import models as models_cmd
 from segcli.cli import stats as stats_cmd
+from segcli.cli import train as train_cmd
 
 app = typer.Typer(
     name="segcli",
@@ -43,6 +44,7 @@ def root(version: bool = typer.Option(False, "--version", "-V", callback=_versio
 app.command("convert", no_args_is_help=True)(convert_cmd.convert)
 app.command("stats", no_args_is_help=True)(stats_cmd.stats)
 app.command("models")(models_cmd.models)
+app.command("train", no_args_is_help=True)(train_cmd.train)
 
 
 def main() -> None:

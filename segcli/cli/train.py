@@ -1,0 +1,166 @@
+"""``segcli train``: options, progress bars and the final summary; the loop is in
+``segcli.engine.trainer``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from segcli.cli.common import CategoryOption, LabelAttrOption, console, user_errors
+
+
+class Task(str, Enum):
+    instance = "instance"
+    semantic = "semantic"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class Init(str, Enum):
+    scratch = "scratch"
+    imagenet = "imagenet"
+    coco = "coco"
+
+
+SHORT = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask", "loss_objectness": "obj",
+         "loss_rpn_box_reg": "rpn"}
+
+
+class ProgressPrinter:
+    """Draws the trainer's events: a bar per epoch with loss terms and images/s, then a table."""
+
+    def __init__(self):
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console, transient=False)
+        self.task_id = None
+
+    def __call__(self, kind: str, **data) -> None:
+        getattr(self, f"on_{kind}", lambda **_: None)(**data)
+
+    def on_start(self, run_dir, train_images, val_images, categories, device, world_size, start_epoch, epochs):
+        console.print(f"[bold]segcli train[/] -> {escape(str(run_dir))}  ({train_images} train / {val_images} val "
+                      f"images; classes: {escape(', '.join(categories))}; device {device}"
+                      + (f" x {world_size} processes" if world_size > 1 else "") + ")", highlight=False)
+        if start_epoch:
+            console.print(f"resuming at epoch {start_epoch + 1} of {epochs}")
+        self.progress.start()
+
+    def on_epoch_start(self, epoch, epochs, steps):
+        self.task_id = self.progress.add_task(f"{epoch + 1}/{epochs}", total=steps, info="")
+
+    def on_step(self, step, steps, lr, losses, images_per_s):
+        terms = " ".join(f"{SHORT.get(k, k.removeprefix('loss_'))} {v:.2f}" for k, v in losses.items()
+                         if k != "loss" and len(losses) > 2)
+        self.progress.update(self.task_id, completed=step,
+                             info=f"loss {losses['loss']:.3f} {terms} | {images_per_s:.1f} img/s")
+
+    def on_epoch_end(self, epoch, row, improved, best, metric):
+        if metric in row:
+            mark = " (best)" if improved else ""
+            self.progress.console.print(f"  epoch {epoch + 1}: {metric} {row[metric]:.4f}{mark}", highlight=False)
+
+    def on_warning(self, text):
+        self.progress.console.print(f"[yellow]warning:[/] {escape(text)}")
+
+    def on_message(self, text):
+        self.progress.console.print(escape(text))
+
+    def on_end(self, run_dir, epochs_done, best_epoch, best, metric, stopped_early, last_row):
+        self.progress.stop()
+        table = Table(title=f"Training finished: {escape(str(run_dir))}", title_justify="left", show_header=False)
+        table.add_column("")
+        table.add_column("", justify="right")
+        table.add_row("epochs", str(epochs_done) + (" (stopped early)" if stopped_early else ""))
+        table.add_row(f"best {metric}", f"{best:.4f} (epoch {best_epoch})")
+        for key, value in last_row.items():
+            if key != "epoch" and isinstance(value, float):
+                table.add_row(f"last {key}", f"{value:.4g}")
+        table.add_row("weights", f"{escape(str(Path(run_dir) / 'weights' / 'best.pt'))}")
+        console.print(table)
+
+    def stop(self):
+        self.progress.stop()
+
+
+def train(
+    data: Annotated[Path | None, typer.Argument(help="Folder with train/ and val/ (images + one VIA or COCO file each).")] = None,
+    task: Annotated[Task | None, typer.Option("--task", help="instance (Mask R-CNN) or semantic (FCN+PSPNet).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Architecture (see `segcli models`).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs (with --resume: extend the run to this many).")] = 30,
+    batch: Annotated[int, typer.Option("--batch", help="Images per step (per process when distributed).")] = 4,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees (default: the model's).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 0.02 SGD, 0.001 AdamW).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option("--optimizer", help="sgd (instance default) or adamw (semantic default).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    init: Annotated[Init, typer.Option("--init", help="scratch, imagenet (backbone) or coco (whole model).")] = Init.scratch,
+    out: Annotated[Path | None, typer.Option("--out", help="Parent folder of runs (default runs/TASK).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run folder name (default exp, exp2, ...).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder (with --epochs: extend it).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after this many validations without improvement (0: never).")] = 0,
+    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N epochs (and after the last).")] = 1,
+    train_ann: Annotated[Path | None, typer.Option("--train", help="Training annotation file (instead of DATA).")] = None,
+    train_images: Annotated[Path | None, typer.Option("--train-images", help="Training image folder.")] = None,
+    val_ann: Annotated[Path | None, typer.Option("--val", help="Validation annotation file (instead of DATA).")] = None,
+    val_images: Annotated[Path | None, typer.Option("--val-images", help="Validation image folder.")] = None,
+    label_attr: LabelAttrOption = None,
+    category: CategoryOption = "object",
+    aux: Annotated[bool, typer.Option("--aux", help="Semantic: add the auxiliary head loss.")] = False,
+    fp16_weights: Annotated[bool, typer.Option("--fp16-weights", help="Store best.pt in fp16 (half the size).")] = False,
+) -> None:
+    """Train a segmentation model on a VIA or COCO dataset.
+
+    Writes a run folder: weights/best.pt and weights/last.pt (self-describing checkpoints),
+    args.json, metrics.csv, results.png and summary.json.
+
+    Examples:
+      segcli train examples/shapes --epochs 20
+      segcli train data/ --task semantic --model pspnet_resnet18 --imgsz 320
+      segcli train --resume runs/instance/exp --epochs 40
+      torchrun --nproc_per_node 2 -m segcli train data/ --device cpu
+    """
+    from segcli.engine.trainer import TrainConfig, Trainer
+
+    printer = ProgressPrinter()
+    with user_errors():
+        try:
+            if resume is not None:
+                trainer = Trainer.resume(resume, printer, epochs=epochs if _given("--epochs") else None,
+                                         task=task.value if task else None, device=device if _given("--device") else None,
+                                         workers=workers if _given("--workers") else None)
+            else:
+                config = TrainConfig(
+                    data=_s(data), train=_s(train_ann), train_images=_s(train_images), val=_s(val_ann),
+                    val_images=_s(val_images), task=(task or Task.instance).value, model=model, epochs=epochs,
+                    batch=batch, imgsz=imgsz, lr=lr, optimizer=optimizer.value if optimizer else None,
+                    workers=workers, device=device, init=init.value, out=_s(out), name=name, seed=seed,
+                    patience=patience, val_every=val_every, label_attr=label_attr, category=category, aux=aux,
+                    fp16_weights=fp16_weights)
+                trainer = Trainer.new(config, printer)
+            trainer.run()
+        finally:
+            printer.stop()
+
+
+def _s(value: Path | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _given(option: str) -> bool:
+    """True when ``option`` was typed on the command line (so --resume keeps the saved value otherwise)."""
+    import click
+
+    context = click.get_current_context()
+    source = context.get_parameter_source(option.lstrip("-").replace("-", "_"))
+    return source is not None and source.name == "COMMANDLINE"

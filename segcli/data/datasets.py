@@ -1,0 +1,183 @@
+"""Torch datasets for training and validation, built on the dataset model.
+
+Each image's objects are rasterised once (as compressed RLE, the masks a segcli COCO file holds)
+when the dataset is built; pixels are decoded per item with cv2 (EXIF orientation applied, grey,
+16-bit and RGBA turned into 8-bit RGB). Augmentations use torchvision.transforms.v2 with
+tv_tensors so boxes and masks follow the image. Images with no objects are kept as negatives;
+crowd regions are left out of instance targets and ignored (255) in label maps. An image that
+cannot be decoded yields ``None`` (the collate function drops it and reports its name).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from segcli.data.targets import class_index, instance_target, semantic_target
+from segcli.formats.rasterize import IGNORE_INDEX, ObjectMask, rasterize_image
+from segcli.ledger import Ledger
+from segcli.structures import Dataset, ImageRecord
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_rgb(image: ImageRecord) -> np.ndarray | None:
+    """H x W x 3 uint8 RGB pixels of an image record, or None when it cannot be decoded or its
+    size is not the one its header gave."""
+    pixels = cv2.imread(str(image.path), cv2.IMREAD_COLOR) if image.path is not None else None
+    if pixels is None or pixels.shape[:2] != (image.height, image.width):
+        return None
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+class SegmentationDataset(TorchDataset):
+    """Images of known size with their rasterised objects; subclasses shape the targets.
+
+    Args:
+        dataset: the annotations (images resolved: ``path``, ``width``, ``height`` set).
+        ledger: where dropped objects are recorded while rasterising.
+        train: apply training augmentations.
+        classes: model label of each category name (default: the dataset's own, 1..N); a
+            validation set takes the training set's so labels agree by name.
+    """
+
+    def __init__(self, dataset: Dataset, ledger: Ledger, train: bool, classes: dict[str, int] | None = None):
+        self.records = [image for image in dataset.images if image.path is not None]
+        self.objects: list[list[ObjectMask]] = [rasterize_image(image, ledger) for image in self.records]
+        self.classes = classes or class_index(dataset)
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def aspect_ratio(self, index: int) -> float:
+        """Width / height from the header, for aspect-ratio grouping without decoding."""
+        return self.records[index].width / self.records[index].height
+
+
+class InstanceDataset(SegmentationDataset):
+    """Items: (image float [3, H, W] in [0, 1], target with boxes/labels/masks, index)."""
+
+    def __init__(self, dataset: Dataset, ledger: Ledger, train: bool, classes: dict[str, int] | None = None):
+        super().__init__(dataset, ledger, train, classes)
+        steps = [v2.RandomHorizontalFlip(), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)] if train else []
+        self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes()])
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        pixels = read_rgb(record)
+        if pixels is None:
+            return None, record.file_name
+        target = instance_target(self.objects[index], self.classes, record.height, record.width)
+        size = (record.height, record.width)
+        sample = {"boxes": tv_tensors.BoundingBoxes(torch.from_numpy(target["boxes"]), format="XYXY", canvas_size=size),
+                  "masks": tv_tensors.Mask(torch.from_numpy(target["masks"])),
+                  "labels": torch.from_numpy(target["labels"])}
+        image, sample = self.transform(tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), sample)
+        return image.as_subclass(torch.Tensor), {k: v.as_subclass(torch.Tensor) for k, v in sample.items()}, index
+
+
+class SemanticDataset(SegmentationDataset):
+    """Items: (normalised image float [3, S, S] in training / short side S in validation,
+    int64 label map of the same size, index). Validation items keep the original label map
+    in ``full_label(index)`` so scores are computed at the original resolution."""
+
+    def __init__(self, dataset: Dataset, ledger: Ledger, train: bool, input_size: int,
+                 classes: dict[str, int] | None = None):
+        super().__init__(dataset, ledger, train, classes)
+        fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
+        if train:
+            steps = [v2.RandomResize(int(0.75 * input_size), int(1.25 * input_size) + 1),
+                     v2.RandomCrop(input_size, pad_if_needed=True, fill=fill), v2.RandomHorizontalFlip(),
+                     v2.ColorJitter(0.2, 0.2, 0.2, 0.02)]
+        else:
+            steps = [v2.Resize(input_size)]
+        self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True),
+                                     v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def full_label(self, index: int) -> np.ndarray:
+        return semantic_target(self.records[index], self.objects[index], self.classes)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        pixels = read_rgb(record)
+        if pixels is None:
+            return None, record.file_name
+        label = tv_tensors.Mask(torch.from_numpy(self.full_label(index)))
+        image, label = self.transform(tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), label)
+        return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor).long(), index
+
+
+def collate_instance(batch: list) -> tuple[list, list, list, list[str]]:
+    """(images, targets, indices, names of images that could not be decoded)."""
+    good = [item for item in batch if item[0] is not None]
+    bad = [item[1] for item in batch if item[0] is None]
+    return [b[0] for b in good], [b[1] for b in good], [b[2] for b in good], bad
+
+
+def collate_semantic(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list, list[str]]:
+    good = [item for item in batch if item[0] is not None]
+    bad = [item[1] for item in batch if item[0] is None]
+    if not good:
+        return None, None, [], bad
+    return torch.stack([b[0] for b in good]), torch.stack([b[1] for b in good]), [b[2] for b in good], bad
+
+
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Batches of images of the same orientation (landscape or portrait), shuffled per epoch
+    with ``seed + epoch``, so padded batches waste little; each rank takes its share.
+
+    Args:
+        aspect_ratios: width / height of every image.
+        batch_size: images per batch per process.
+        shuffle: shuffle (training) or keep order (validation).
+        rank, world_size: this process's share when distributed.
+    """
+
+    def __init__(self, aspect_ratios: list[float], batch_size: int, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.groups = [0 if ratio >= 1 else 1 for ratio in aspect_ratios]
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        order = list(range(len(self.groups)))
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(order)
+        buckets: dict[int, list[int]] = defaultdict(list)
+        batches = []
+        for index in order:
+            bucket = buckets[self.groups[index]]
+            bucket.append(index)
+            if len(bucket) == self.batch_size * self.world_size:
+                batches.append(list(bucket))
+                bucket.clear()
+        leftovers = [i for g in sorted(buckets) for i in buckets[g]]
+        for start in range(0, len(leftovers), self.batch_size * self.world_size):
+            batches.append(leftovers[start:start + self.batch_size * self.world_size])
+        return batches
+
+    def _batches(self) -> list[list[int]]:
+        # every rank must take the same number of steps (DDP waits for all), so a final global
+        # batch too small to give each rank an image is dropped when distributed
+        return [b[self.rank::self.world_size] for b in self._all_batches() if len(b) >= self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        return len(self._batches())

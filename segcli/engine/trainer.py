@@ -1,0 +1,430 @@
+"""``segcli train``: the training loop behind the command, for both tasks.
+
+Steps per epoch: (set the sampler's epoch) -> batches -> forward -> loss -> backward (scaled on
+CUDA) -> clip -> step -> learning rate of the next iteration; then validation every
+``val_every`` epochs with the evaluator ``segcli eval`` uses, the metrics row, ``last.pt`` (with
+the full training state) and ``best.pt`` when the metric improved. Progress goes to a callback
+``on_event(kind, **data)`` so the CLI can draw it; nothing here prints.
+
+Learning rate: linear warm-up over ``warmup_iters`` iterations, then cosine decay to 1% of ``lr``
+at the last iteration of the last epoch: a pure function of the iteration count, so a resumed
+run continues on the same curve and an extended run (``--epochs M``) rebuilds the curve over the
+new length from where it stands.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from segcli import __version__
+from segcli.data.datasets import (GroupedBatchSampler, InstanceDataset, SemanticDataset, collate_instance,
+                                  collate_semantic)
+from segcli.data.targets import class_index
+from segcli.engine import distributed
+from segcli.engine.evaluate import ConfusionMatrix, coco_scores
+from segcli.engine.postprocess import detections_to_results, ground_truth_dict, semantic_prediction
+from segcli.engine.run_dir import new_run_dir, plot_curves, read_metrics_csv, write_metrics_csv
+from segcli.engine.train_data import Split, resolve_splits
+from segcli.errors import SegcliError
+from segcli.fileio import read_json, write_json_atomic
+from segcli.models.checkpoint import load_checkpoint, make_record, read_checkpoint, save_checkpoint
+from segcli.models.device import select_device
+from segcli.models.instance import configure_inference, instance_loss
+from segcli.models.registry import DEFAULT_MODELS, build_model, model_args, task_of
+from segcli.models.semantic import semantic_loss
+
+Event = Callable[..., None]
+BEST_METRIC = {"instance": "segm_AP", "semantic": "mIoU"}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``segcli train`` (saved as the run's args.json)."""
+
+    data: str | None = None
+    train: str | None = None
+    train_images: str | None = None
+    val: str | None = None
+    val_images: str | None = None
+    task: str = "instance"
+    model: str | None = None
+    epochs: int = 30
+    batch: int = 4
+    imgsz: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    weight_decay: float = 1e-4
+    warmup_iters: int = 200
+    workers: int = 2
+    device: str = "auto"
+    init: str = "scratch"
+    out: str | None = None
+    name: str | None = None
+    seed: int = 0
+    patience: int = 0
+    val_every: int = 1
+    label_attr: str | None = None
+    category: str = "object"
+    aux: bool = False
+    clip_grad: float = 10.0
+    fp16_weights: bool = False
+
+    def __post_init__(self) -> None:
+        self.model = self.model or DEFAULT_MODELS.get(self.task)
+        if self.task not in BEST_METRIC:
+            raise SegcliError(f"unknown --task {self.task!r} (instance or semantic)")
+        if task_of(self.model) != self.task:
+            raise SegcliError(f"--model {self.model} is a {task_of(self.model)} model but --task is {self.task}")
+        self.optimizer = self.optimizer or ("sgd" if self.task == "instance" else "adamw")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise SegcliError(f"unknown --optimizer {self.optimizer!r} (sgd or adamw)")
+        self.lr = self.lr or (0.02 if self.optimizer == "sgd" else 1e-3)
+        for name in ("epochs", "batch", "val_every"):
+            if getattr(self, name) < 1:
+                raise SegcliError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.workers < 0 or self.patience < 0:
+            raise SegcliError("--workers and --patience must be >= 0")
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainState:
+    """What ``--resume`` restores besides weights and optimizer."""
+
+    epoch: int = 0
+    iteration: int = 0
+    best: float = -1.0
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    rows: list[dict] = field(default_factory=list)
+
+
+def learning_rate(config: TrainConfig, iteration: int, total: int) -> float:
+    """Warm-up then cosine to 1% (see the module docstring). The warm-up is at most a fifth of
+    the run, so short runs are not all warm-up."""
+    warmup = min(config.warmup_iters, total // 5)
+    if iteration < warmup:
+        return config.lr * (0.001 + 0.999 * iteration / max(1, warmup))
+    progress = min(1.0, (iteration - warmup) / max(1, total - warmup))
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    """One training run. Build with ``Trainer.new(config)`` or ``Trainer.resume(folder, ...)``."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path | None, on_event: Event, resume: dict | None = None):
+        self.config, self.on_event = config, on_event
+        self.device = select_device(config.device)
+        self.group = distributed.init_process_group(self.device)
+        if not self.group.is_main:  # only rank 0 reports
+            self.on_event = lambda *args, **kwargs: None
+        if self.group.distributed and self.device.type == "cuda":
+            self.device = torch.device(f"cuda:{self.group.local_rank}")
+        _seed_everything(config.seed + self.group.rank)
+        self.train_split, self.val_split = resolve_splits(
+            _path(config.data), _path(config.train), _path(config.train_images), _path(config.val),
+            _path(config.val_images), config.label_attr, config.category)
+        self.categories = [{"id": c.id, "name": c.name} for c in self.train_split.dataset.categories]
+        self.classes = class_index(self.train_split.dataset)
+        overrides = {"aux": config.aux, "input_size": config.imgsz} if config.task == "semantic" \
+            else {"min_size": config.imgsz}
+        self.model_args = model_args(config.model, len(self.categories) + 1, **overrides)
+        self.train_data, self.val_data = self._datasets()
+        self.model = build_model(config.model, self.model_args, config.init).to(self.device)
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.state = TrainState()
+        if resume is not None:
+            self._restore(resume)
+        self.run_dir = run_dir if run_dir is not None else (
+            new_run_dir(_path(config.out), config.name, config.task) if self.group.is_main else None)
+        self.train_loader = self._loader(self.train_data, train=True)
+        self.val_loader = self._loader(self.val_data, train=False)
+        if self.group.distributed:
+            self.model = DistributedDataParallel(self.model)
+
+    # construction -------------------------------------------------------------------------
+    @classmethod
+    def new(cls, config: TrainConfig, on_event: Event = lambda *a, **k: None) -> Trainer:
+        return cls(config, None, on_event)
+
+    @classmethod
+    def resume(cls, folder: Path, on_event: Event = lambda *a, **k: None, epochs: int | None = None,
+               task: str | None = None, device: str | None = None, workers: int | None = None) -> Trainer:
+        """Continue the run in ``folder`` from its last.pt (``epochs`` extends it)."""
+        folder = Path(folder)
+        args_path, last = folder / "args.json", folder / "weights" / "last.pt"
+        if not args_path.is_file() or not last.is_file():
+            raise SegcliError("not a segcli run folder (needs args.json and weights/last.pt)", folder)
+        saved = read_json(args_path)
+        if not isinstance(saved, dict) or "task" not in saved:
+            raise SegcliError("args.json is not a segcli training record", args_path)
+        if task is not None and task != saved["task"]:
+            raise SegcliError(f"this run trained a {saved['task']} model; --task {task} cannot resume it", folder)
+        payload = read_checkpoint(last)
+        if "training" not in payload:
+            raise SegcliError("last.pt holds no training state", last)
+        previous_epochs = saved["epochs"]
+        saved.update({k: v for k, v in {"epochs": epochs, "device": device, "workers": workers}.items()
+                      if v is not None})
+        trainer = cls(TrainConfig.from_json(saved), folder, on_event, resume=payload)
+        if epochs is not None and epochs != previous_epochs:
+            trainer._note_extension(previous_epochs)
+        return trainer
+
+    def _datasets(self) -> tuple:
+        if self.config.task == "instance":
+            return (InstanceDataset(self.train_split.dataset, self.train_split.ledger, True, self.classes),
+                    InstanceDataset(self.val_split.dataset, self.val_split.ledger, False, self.classes))
+        size = self.model_args["input_size"]
+        return (SemanticDataset(self.train_split.dataset, self.train_split.ledger, True, size, self.classes),
+                SemanticDataset(self.val_split.dataset, self.val_split.ledger, False, size, self.classes))
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(parameters, lr=self.config.lr, momentum=0.9, weight_decay=self.config.weight_decay)
+        return torch.optim.AdamW(parameters, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def _loader(self, dataset, train: bool) -> DataLoader:
+        ratios = [dataset.aspect_ratio(i) for i in range(len(dataset))]
+        group = self.group if train else distributed.ProcessGroup()
+        sampler = GroupedBatchSampler(ratios, self.config.batch if train else 1, shuffle=train,
+                                      seed=self.config.seed, rank=group.rank, world_size=group.world_size)
+        collate = collate_instance if self.config.task == "instance" else collate_semantic
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.workers, collate_fn=collate,
+                          generator=torch.Generator(), persistent_workers=False)
+
+    def _restore(self, payload: dict) -> None:
+        record = payload["record"]
+        if record["model"]["name"] != self.config.model:
+            raise SegcliError(f"last.pt is a {record['model']['name']}, args.json says {self.config.model}")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        self.model.load_state_dict(state)
+        training = payload["training"]
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scaler.load_state_dict(training["scaler"])
+        self.state = TrainState(**training["state"])
+        torch.set_rng_state(training["rng"]["torch"])
+        random.setstate((training["rng"]["python"][0], tuple(training["rng"]["python"][1]), None))
+
+    def _note_extension(self, previous: int) -> None:
+        total = self.config.epochs * len(self.train_loader)
+        now = learning_rate(self.config, self.state.iteration, total)
+        self.on_event("message", text=(
+            f"extending the run from {previous} to {self.config.epochs} epochs: the warm-up/cosine schedule "
+            f"is rebuilt over {self.config.epochs} epochs from iteration {self.state.iteration}; the learning "
+            f"rate continues at {now:.3g} and decays to {0.01 * self.config.lr:.3g} at the new end"))
+
+    # the loop -----------------------------------------------------------------------------
+    @property
+    def bare_model(self) -> torch.nn.Module:
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    def run(self) -> dict:
+        """Train to the last epoch (or early stop); return the summary."""
+        config = self.config
+        if self.group.is_main:
+            write_json_atomic(self.run_dir / "args.json", asdict(config), overwrite=True, indent=1)
+            self.on_event("start", run_dir=self.run_dir, train_images=len(self.train_data),
+                          val_images=len(self.val_data), categories=[c["name"] for c in self.categories],
+                          device=str(self.device), world_size=self.group.world_size,
+                          start_epoch=self.state.epoch, epochs=config.epochs)
+        stop = False
+        try:
+            for epoch in range(self.state.epoch, config.epochs):
+                row = self._train_epoch(epoch)
+                if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+                    if self.group.is_main:
+                        row.update(self.validate())
+                    distributed.barrier(self.group)
+                if self.group.is_main:
+                    stop = self._end_epoch(epoch, row)
+                stop = distributed.broadcast_flag(self.group, stop)
+                if stop:
+                    break
+        finally:
+            distributed.destroy(self.group)
+        return self._summary(stopped_early=stop)
+
+    def _train_epoch(self, epoch: int) -> dict:
+        config, model = self.config, self.model
+        model.train()
+        if config.task == "instance":
+            size = self.model_args["min_size"]
+            self.bare_model.transform.min_size = tuple(range(int(size * 0.8) // 32 * 32, int(size * 1.2) + 1, 32))
+        self.train_loader.batch_sampler.set_epoch(epoch)
+        self.train_loader.generator.manual_seed(config.seed * 1000 + epoch)
+        total_iters = config.epochs * len(self.train_loader)
+        sums: dict[str, float] = {}
+        images_seen, start = 0, time.perf_counter()
+        self.on_event("epoch_start", epoch=epoch, epochs=config.epochs, steps=len(self.train_loader))
+        for step, (inputs, targets, _, bad) in enumerate(self.train_loader):
+            for name in bad:
+                self.on_event("warning", text=f"skipped an image that could not be decoded: {name}")
+            if inputs is None or len(inputs) == 0:
+                continue
+            lr = learning_rate(config, self.state.iteration, total_iters)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            losses = self._losses(inputs, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                names = [self.train_data.records[i].file_name for i in _batch_indices(self.train_loader, step)]
+                raise SegcliError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                                  f"(images: {', '.join(names)}); lower --lr, or check these annotations")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.state.iteration += 1
+            count = len(inputs)
+            images_seen += count * self.group.world_size
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+            sums["loss"] = sums.get("loss", 0.0) + loss.item()
+            self.on_event("step", step=step + 1, steps=len(self.train_loader), lr=lr,
+                          losses={k: v / (step + 1) for k, v in sums.items()},
+                          images_per_s=images_seen / (time.perf_counter() - start))
+        steps = max(1, len(self.train_loader))
+        elapsed = time.perf_counter() - start
+        return {"epoch": epoch + 1, "lr": lr if steps else 0.0, **{k: v / steps for k, v in sums.items()},
+                "images_per_s": images_seen / elapsed if elapsed else 0.0, "train_seconds": elapsed}
+
+    def _losses(self, inputs, targets) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            if self.config.task == "instance":
+                images = [image.to(self.device, non_blocking=True) for image in inputs]
+                targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
+                return self.model(images, targets)
+            outputs = self.model(inputs.to(self.device, non_blocking=True))
+            return {"loss_ce": semantic_loss(outputs, targets.to(self.device, non_blocking=True))}
+
+    @torch.inference_mode()
+    def validate(self) -> dict:
+        """Validation metrics with the model as it is now (rank 0 only)."""
+        model = self.bare_model
+        model.eval()
+        if self.config.task == "instance":
+            model.transform.min_size = (self.model_args["min_size"],)
+            configure_inference(model, score_thresh=0.05, detections_per_img=100)
+            return self._validate_instance(model)
+        return self._validate_semantic(model)
+
+    def _validate_instance(self, model) -> dict:
+        ids = [c["id"] for c in self.categories]
+        results = []
+        for images, _, indices, _ in self.val_loader:
+            if not images:
+                continue
+            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                outputs = model([image.to(self.device) for image in images])
+            for output, index in zip(outputs, indices):
+                results += detections_to_results(output, index, ids)
+        ground_truth = ground_truth_dict(self.val_data.records, self.val_data.objects, self.classes, ids,
+                                         [c["name"] for c in self.categories])
+        segm, bbox = coco_scores(ground_truth, results, "segm"), coco_scores(ground_truth, results, "bbox")
+        return {"segm_AP": segm["AP"], "segm_AP50": segm["AP50"], "segm_AP75": segm["AP75"],
+                "bbox_AP": bbox["AP"], "bbox_AP50": bbox["AP50"]}
+
+    def _validate_semantic(self, model) -> dict:
+        matrix = ConfusionMatrix(len(self.categories) + 1)
+        for images, _, indices, _ in self.val_loader:
+            if images is None:
+                continue
+            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                logits = model(images.to(self.device))["out"]
+            truth = self.val_data.full_label(indices[0])
+            matrix.update(truth, semantic_prediction(logits, *truth.shape))
+        scores = matrix.scores()
+        return {"mIoU": scores["mIoU"], "pixel_accuracy": scores["pixel_accuracy"],
+                "mean_accuracy": scores["mean_accuracy"]}
+
+    def _end_epoch(self, epoch: int, row: dict) -> bool:
+        """Record the epoch, save weights, decide on early stopping (rank 0)."""
+        config, state = self.config, self.state
+        metric = BEST_METRIC[config.task]
+        state.epoch = epoch + 1
+        improved = metric in row and row[metric] > state.best
+        if improved:
+            state.best, state.best_epoch, state.stale_epochs = row[metric], epoch + 1, 0
+        elif metric in row:
+            state.stale_epochs += 1
+        state.rows.append(row)
+        self._save(improved)
+        write_metrics_csv(self.run_dir / "metrics.csv", state.rows)
+        plot_curves(state.rows, metric, self.run_dir / "results.png")
+        self.on_event("epoch_end", epoch=epoch, row=row, improved=improved, best=state.best, metric=metric)
+        if config.patience and state.stale_epochs >= config.patience:
+            self.on_event("message", text=f"no {metric} improvement for {config.patience} validations: "
+                                          f"stopping early (best {state.best:.4f} at epoch {state.best_epoch})")
+            return True
+        return False
+
+    def _record(self) -> dict:
+        metrics = {k: v for k, v in (self.state.rows[self.state.best_epoch - 1] if self.state.best_epoch > 0
+                                     else self.state.rows[-1]).items()}
+        return make_record(self.config.model, self.model_args, self.categories,
+                           train={**asdict(self.config), "segcli_version": __version__,
+                                  "train_images": len(self.train_data), "val_images": len(self.val_data)},
+                           metrics=metrics)
+
+    def _save(self, improved: bool) -> None:
+        weights = self.run_dir / "weights"
+        training = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                    "state": asdict(self.state),
+                    "rng": {"torch": torch.get_rng_state(), "python": _python_rng_state()}}
+        record = self._record()
+        save_checkpoint(weights / "last.pt", self.bare_model, record, training=training)
+        if improved:
+            save_checkpoint(weights / "best.pt", self.bare_model, record, fp16=self.config.fp16_weights)
+
+    def _summary(self, stopped_early: bool) -> dict:
+        summary = {"run_dir": str(self.run_dir), "epochs_done": self.state.epoch, "best_epoch": self.state.best_epoch,
+                   "best": self.state.best, "metric": BEST_METRIC[self.config.task], "stopped_early": stopped_early,
+                   "last_row": self.state.rows[-1] if self.state.rows else {}}
+        if self.group.is_main:
+            write_json_atomic(self.run_dir / "summary.json", summary, overwrite=True, indent=1)
+            self.on_event("end", **summary)
+        return summary
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _python_rng_state() -> list:
+    version, internal, _ = random.getstate()
+    return [version, list(internal)]
+
+
+def _batch_indices(loader: DataLoader, step: int) -> list[int]:
+    return list(loader.batch_sampler)[step]
+
+
+def train(config: TrainConfig, on_event: Event = lambda *a, **k: None) -> dict:
+    """Run a new training (see TrainConfig)."""
+    return Trainer.new(config, on_event).run()
