@@ -65,9 +65,11 @@ class ProgressPrinter:
                              info=f"loss {losses['loss']:.3f} {terms} | {images_per_s:.1f} img/s")
 
     def on_epoch_end(self, epoch, row, improved, best, metric):
+        # one plain line per epoch as well: logs (no terminal) get no live bars
+        line = f"  epoch {row['epoch']}: loss {row.get('loss', float('nan')):.4f}, {row['images_per_s']:.1f} img/s"
         if metric in row:
-            mark = " (best)" if improved else ""
-            self.progress.console.print(f"  epoch {epoch + 1}: {metric} {row[metric]:.4f}{mark}", highlight=False)
+            line += f", {metric} {row[metric]:.4f}" + (" (best)" if improved else "")
+        self.progress.console.print(line, highlight=False)
 
     def on_warning(self, text):
         self.progress.console.print(f"[yellow]warning:[/] {escape(text)}")

@@ -56,6 +56,17 @@ class SegmentationDataset(TorchDataset):
         self.objects: list[list[ObjectMask]] = [rasterize_image(image, ledger) for image in self.records]
         self.classes = classes or class_index(dataset)
         self.train = train
+        self.seed, self.epoch = 0, 0  # set by the trainer each epoch
+
+    def augment(self, index: int, *inputs):
+        """Apply ``self.transform``; in training with a random stream fixed by (seed, epoch,
+        index), so an image gets the same augmentation whatever the worker count, process count
+        or resume point (runs are reproducible and distributed runs match single-process ones)."""
+        if not self.train:
+            return self.transform(*inputs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+            return self.transform(*inputs)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -83,7 +94,7 @@ class InstanceDataset(SegmentationDataset):
         sample = {"boxes": tv_tensors.BoundingBoxes(torch.from_numpy(target["boxes"]), format="XYXY", canvas_size=size),
                   "masks": tv_tensors.Mask(torch.from_numpy(target["masks"])),
                   "labels": torch.from_numpy(target["labels"])}
-        image, sample = self.transform(tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), sample)
+        image, sample = self.augment(index, tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), sample)
         return image.as_subclass(torch.Tensor), {k: v.as_subclass(torch.Tensor) for k, v in sample.items()}, index
 
 
@@ -114,7 +125,7 @@ class SemanticDataset(SegmentationDataset):
         if pixels is None:
             return None, record.file_name
         label = tv_tensors.Mask(torch.from_numpy(self.full_label(index)))
-        image, label = self.transform(tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), label)
+        image, label = self.augment(index, tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), label)
         return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor).long(), index
 
 
@@ -145,7 +156,8 @@ class GroupedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, aspect_ratios: list[float], batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, min_batch: int = 1):
+        self.min_batch = min_batch
         self.groups = [0 if ratio >= 1 else 1 for ratio in aspect_ratios]
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
@@ -173,8 +185,10 @@ class GroupedBatchSampler(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         # every rank must take the same number of steps (DDP waits for all), so a final global
-        # batch too small to give each rank an image is dropped when distributed
-        return [b[self.rank::self.world_size] for b in self._all_batches() if len(b) >= self.world_size]
+        # batch too small to give each rank ``min_batch`` images is dropped (BatchNorm after a 1x1
+        # pooling cannot train on one image: PSPNet needs 2)
+        return [b[self.rank::self.world_size] for b in self._all_batches()
+                if len(b) >= self.world_size * self.min_batch]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._batches()

@@ -52,6 +52,7 @@ def write_metrics_csv(path: Path, rows: list[dict]) -> None:
 
 def read_metrics_csv(path: Path) -> list[dict]:
     """Rows written by ``write_metrics_csv`` (numbers parsed back)."""
+    path = Path(path)
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as fh:

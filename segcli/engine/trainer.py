@@ -204,8 +204,13 @@ class Trainer:
     def _loader(self, dataset, train: bool) -> DataLoader:
         ratios = [dataset.aspect_ratio(i) for i in range(len(dataset))]
         group = self.group if train else distributed.ProcessGroup()
+        min_batch = 2 if train and self.config.task == "semantic" else 1
+        if train and min_batch > 1 and (self.config.batch < 2 or len(dataset) < 2 * group.world_size):
+            raise SegcliError("semantic training needs --batch 2 or more and at least 2 training images per "
+                              "process (BatchNorm cannot learn from one image)")
         sampler = GroupedBatchSampler(ratios, self.config.batch if train else 1, shuffle=train,
-                                      seed=self.config.seed, rank=group.rank, world_size=group.world_size)
+                                      seed=self.config.seed, rank=group.rank, world_size=group.world_size,
+                                      min_batch=min_batch)
         collate = collate_instance if self.config.task == "instance" else collate_semantic
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.workers, collate_fn=collate,
                           generator=torch.Generator(), persistent_workers=False)
@@ -265,11 +270,10 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict:
         config, model = self.config, self.model
         model.train()
-        if config.task == "instance":
-            size = self.model_args["min_size"]
-            self.bare_model.transform.min_size = tuple(range(int(size * 0.8) // 32 * 32, int(size * 1.2) + 1, 32))
+        scales = _train_scales(self.model_args["min_size"]) if config.task == "instance" else None
         self.train_loader.batch_sampler.set_epoch(epoch)
         self.train_loader.generator.manual_seed(config.seed * 1000 + epoch)
+        self.train_data.seed, self.train_data.epoch = config.seed, epoch
         total_iters = config.epochs * len(self.train_loader)
         sums: dict[str, float] = {}
         images_seen, start = 0, time.perf_counter()
@@ -279,6 +283,10 @@ class Trainer:
                 self.on_event("warning", text=f"skipped an image that could not be decoded: {name}")
             if inputs is None or len(inputs) == 0:
                 continue
+            if scales:
+                # one scale per batch: torchvision draws one per image and pads the batch to the
+                # largest, which cost 25% more compute for the same jitter (benchmarks/README.md)
+                self.bare_model.transform.min_size = (scales[int(torch.randint(len(scales), ()))],)
             lr = learning_rate(config, self.state.iteration, total_iters)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -404,6 +412,11 @@ class Trainer:
             write_json_atomic(self.run_dir / "summary.json", summary, overwrite=True, indent=1)
             self.on_event("end", **summary)
         return summary
+
+
+def _train_scales(size: int) -> list[int]:
+    """Short sides for scale jitter: multiples of 32 from 0.8x to 1.2x the model's size."""
+    return list(range(int(size * 0.8) // 32 * 32, int(size * 1.2) + 1, 32)) or [size]
 
 
 def _path(value: str | None) -> Path | None:
