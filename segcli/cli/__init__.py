@@ -11,6 +11,7 @@ import typer
 from segcli import __version__
 from segcli.cli import convert as convert_cmd
 from segcli.cli import models as models_cmd
+from segcli.cli import predict as predict_cmd
 from segcli.cli import stats as stats_cmd
 from segcli.cli import train as train_cmd
 
@@ -45,6 +46,7 @@ app.command("convert", no_args_is_help=True)(convert_cmd.convert)
 app.command("stats", no_args_is_help=True)(stats_cmd.stats)
 app.command("models")(models_cmd.models)
 app.command("train", no_args_is_help=True)(train_cmd.train)
+app.add_typer(predict_cmd.app, name="predict")
 
 
 def main() -> None:

@@ -1,0 +1,149 @@
+"""``segcli predict folder|image``: options, progress and summary; the work is in
+``segcli.engine.predict``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from segcli.cli.common import console, user_errors
+
+app = typer.Typer(help="Label images with a trained model: overlays, COCO JSON and a VIA project.",
+                  no_args_is_help=True)
+
+
+class Format(str, Enum):
+    coco = "coco"
+    via = "via"
+    masks = "masks"
+    all = "all"
+
+
+WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint (best.pt of a run).")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/predict/exp, exp2, ...).")]
+ConfOption = Annotated[float, typer.Option("--conf", help="Score threshold (applied inside the model).")]
+
+
+def _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, recursive, classes, overlays, alpha,
+             formats, polygons):
+    from segcli.engine.predict import PredictOptions
+    from segcli.errors import SegcliError
+
+    if weights is None:
+        raise SegcliError("no --weights given, and segcli ships no default weights yet: train one with "
+                          "`segcli train` and pass runs/.../weights/best.pt")
+    return PredictOptions(weights=weights, out=out, conf=conf, iou=iou, max_det=max_det, batch=batch, workers=workers,
+                          device=device, imgsz=imgsz, recursive=recursive,
+                          classes=[c.strip() for c in classes.split(",")] if classes else None, overlays=overlays,
+                          alpha=alpha, formats={f.value for f in formats} if formats else {"coco", "via", "masks"},
+                          polygons=polygons)
+
+
+class Printer:
+    def __init__(self):
+        self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console)
+        self.task = None
+
+    def __call__(self, kind, **data):
+        if kind == "start":
+            self.progress.start()
+            self.task = self.progress.add_task("predict", total=data["total"], rate="")
+        elif kind == "progress":
+            self.progress.update(self.task, completed=data["done"], rate=f"{data['images_per_s']:.1f} img/s")
+        elif kind == "warning":
+            self.progress.console.print(f"[yellow]warning:[/] {escape(data['text'])}")
+        elif kind == "end":
+            self.progress.stop()
+            _print_summary(data)
+
+    def stop(self):
+        self.progress.stop()
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"segcli predict -> {escape(summary['out'])}", title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("images done", str(summary["done"]))
+    table.add_row("skipped", str(len(summary["skipped"])))
+    for name, count in sorted(summary["instances_per_class"].items()):
+        table.add_row(f"  {escape(name)}", str(count))
+    table.add_row("images/s", f"{summary['images_per_s']:.2f}")
+    console.print(table)
+    for item in summary["skipped"]:
+        console.print(f"skipped {escape(item['image'])}: {escape(item['reason'])}", highlight=False)
+    for key, path in summary["files"].items():
+        console.print(f"{key}: {escape(path)}", highlight=False)
+
+
+@app.command("folder", no_args_is_help=True)
+def folder(
+    images: Annotated[Path, typer.Argument(help="Folder of images (jpg, png, bmp, tif, webp).")],
+    weights: WeightsOption = None,
+    out: OutOption = None,
+    conf: ConfOption = 0.5,
+    iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (instance).")] = None,
+    max_det: Annotated[int, typer.Option("--max-det", help="Detections per image at most.")] = 100,
+    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 4,
+    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees (default: the checkpoint's).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Include sub-folders.")] = False,
+    classes: Annotated[str | None, typer.Option("--classes", help="Keep only these classes (comma-separated names).")] = None,
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay pictures.")] = True,
+    alpha: Annotated[float, typer.Option("--alpha", help="Mask opacity in overlays.")] = 0.45,
+    formats: Annotated[list[Format] | None, typer.Option("--format", help="coco, via, masks or all (repeatable; default all).")] = None,
+    polygons: Annotated[bool, typer.Option("--polygons", help="Segmentations as polygons instead of RLE.")] = False,
+) -> None:
+    """Label every image in a folder: overlays/, predictions.json, dataset.json, via_project.json.
+
+    Examples:
+      segcli predict folder images/ --weights runs/instance/exp/weights/best.pt
+      segcli predict folder photos/ -w best.pt --conf 0.3 --recursive --out labelled/
+    """
+    from segcli.engine.predict import predict_folder
+
+    printer = Printer()
+    with user_errors():
+        try:
+            predict_folder(images, _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, recursive,
+                                            classes, overlays, alpha, formats, polygons), printer)
+        finally:
+            printer.stop()
+
+
+@app.command("image", no_args_is_help=True)
+def image(
+    files: Annotated[list[Path], typer.Argument(help="Image file(s).")],
+    weights: WeightsOption = None,
+    out: OutOption = None,
+    conf: ConfOption = 0.5,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Label one or a few image files (same outputs as `predict folder`).
+
+    Examples:
+      segcli predict image photo.jpg --weights best.pt
+    """
+    from segcli.engine.predict import predict_images
+    from segcli.errors import SegcliError
+
+    printer = Printer()
+    with user_errors():
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise SegcliError("image file not found", missing[0])
+        root = Path(files[0]).parent
+        try:
+            predict_images([Path(f) for f in files], root, _options(weights, out, conf, None, 100, 4, 0, device, None,
+                                                                    False, None, True, 0.45, None, False), printer)
+        finally:
+            printer.stop()

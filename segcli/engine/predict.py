@@ -1,0 +1,145 @@
+"""``segcli predict folder|image``: label images with a checkpoint and write every output.
+
+Outputs in a new folder (``runs/predict/exp``, ``exp2``, ... unless ``--out``): ``overlays/``,
+``predictions.json`` and ``dataset.json`` (COCO), ``via_project.json`` (VIA 2 to correct), and for
+semantic models ``masks/`` (label PNGs + classes.txt), plus ``summary.json``. Overlays and masks
+are written as images are done; the JSON files atomically at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segcli.engine.overlay import draw_instances, draw_semantic
+from segcli.engine.predict_outputs import (prediction_record, predictions_dataset, write_label_map,
+                                           write_overlay, write_prediction_files)
+from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images
+from segcli.errors import SegcliError
+from segcli.fileio import write_json_atomic
+
+FORMATS = ("coco", "via", "masks", "all")
+
+
+@dataclass
+class PredictOptions:
+    """Options of ``segcli predict`` (see its --help)."""
+
+    weights: Path
+    out: Path | None = None
+    conf: float = 0.5
+    iou: float | None = None
+    max_det: int = 100
+    batch: int = 4
+    workers: int = 2
+    device: str = "auto"
+    imgsz: int | None = None
+    recursive: bool = False
+    classes: list[str] | None = None
+    overlays: bool = True
+    alpha: float = 0.45
+    formats: set[str] = field(default_factory=lambda: {"coco", "via", "masks"})
+    polygons: bool = False
+    review_below: float = 0.7
+
+
+def new_output_dir(out: Path | None) -> Path:
+    """``out`` if it does not exist yet, else refuse; default runs/predict/exp, exp2, ..."""
+    if out is not None:
+        if Path(out).exists() and any(Path(out).iterdir()):
+            raise SegcliError("output folder exists and is not empty; choose another --out", out)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return Path(out)
+    base, number = Path("runs") / "predict", 1
+    while (folder := base / ("exp" if number == 1 else f"exp{number}")).exists():
+        number += 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def predict_images(paths: list[Path], root: Path, options: PredictOptions,
+                   on_event: Callable[..., None] = lambda *a, **k: None) -> dict:
+    """Predict ``paths`` (relative names from ``root``) and write the outputs; returns the summary."""
+    if not paths:
+        raise SegcliError("no images found (jpg, png, bmp, tif, webp); use --recursive for sub-folders", root)
+    predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou)
+    names = [c["name"] for c in predictor.categories]
+    keep = _class_filter(options.classes, names)
+    out = new_output_dir(options.out)
+    records, skipped, counts = [], [], Counter()
+    start = time.perf_counter()
+    on_event("start", total=len(paths), out=out, task=predictor.task)
+    for done, result in enumerate(predictor.predict(paths, root, options.batch, options.workers), start=1):
+        if isinstance(result, SkippedImage):
+            skipped.append({"image": result.file_name, "reason": result.reason})
+            on_event("warning", text=f"skipped {result.file_name}: {result.reason}")
+        else:
+            _filter_classes(result, keep)
+            record = prediction_record(result, len(records) + 1, names, options.review_below)
+            records.append(record)
+            counts.update(a.category for a in record.annotations)
+            _write_image_outputs(result, out, names, options, predictor.task)
+        on_event("progress", done=done, total=len(paths), images_per_s=done / (time.perf_counter() - start))
+    elapsed = time.perf_counter() - start
+    dataset = predictions_dataset(records, predictor.categories, root)
+    formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
+    written = write_prediction_files(dataset, out, options.polygons, formats)
+    if predictor.task == "semantic" and "masks" in formats:
+        (out / "masks" / "classes.txt").write_text("\n".join(["_background_"] + names) + "\n", encoding="utf-8")
+    summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
+               "done": len(records), "skipped": skipped, "instances_per_class": dict(counts),
+               "seconds": elapsed, "images_per_s": len(records) / elapsed if elapsed else 0.0,
+               "files": {k: str(v) for k, v in written.items()}}
+    write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
+    on_event("end", **summary)
+    return summary
+
+
+def _class_filter(classes: list[str] | None, names: list[str]) -> set[int] | None:
+    if not classes:
+        return None
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise SegcliError(f"--classes {', '.join(unknown)}: not in this model (it knows {', '.join(names)})")
+    return {names.index(c) + 1 for c in classes}
+
+
+def _filter_classes(result, keep: set[int] | None) -> None:
+    if keep is None:
+        return
+    if result.rles is not None:
+        chosen = [i for i, label in enumerate(result.labels) if int(label) in keep]
+        result.rles = [result.rles[i] for i in chosen]
+        result.boxes_xyxy, result.labels, result.scores = (result.boxes_xyxy[chosen], result.labels[chosen],
+                                                            result.scores[chosen])
+    elif result.label_map is not None:
+        result.label_map[~_isin(result.label_map, keep)] = 0
+
+
+def _isin(array, values):
+    import numpy as np
+    return np.isin(array, list(values))
+
+
+def _write_image_outputs(result, out: Path, names: list[str], options: PredictOptions, task: str) -> None:
+    stem = Path(result.file_name).with_suffix("")
+    if task == "semantic" and ("masks" in options.formats or "all" in options.formats):
+        write_label_map(result.label_map, out / "masks" / stem.with_suffix(".png"))
+    if not options.overlays:
+        return
+    rgb = decode_image(result.path)
+    if rgb is None or rgb.shape[:2] != (result.height, result.width):
+        return
+    if task == "instance":
+        picture = draw_instances(rgb, result.rles, result.boxes_xyxy, result.labels, result.scores, names, options.alpha)
+    else:
+        picture = draw_semantic(rgb, result.label_map, names, options.alpha)
+    write_overlay(picture, out / "overlays" / stem.with_suffix(".jpg"))
+
+
+def predict_folder(images: Path, options: PredictOptions, on_event: Callable[..., None] = lambda *a, **k: None) -> dict:
+    """Predict every image in a folder (``options.recursive``: and its sub-folders)."""
+    return predict_images(list_images(images, options.recursive), Path(images), options, on_event)

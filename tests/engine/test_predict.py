@@ -1,0 +1,111 @@
+"""segcli predict folder: awkward images, every output valid and consistent, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from typer.testing import CliRunner
+
+from segcli.cli import app
+from segcli.data.synthetic import generate_shapes_dataset
+from segcli.engine.predict import PredictOptions, predict_folder
+from segcli.engine.trainer import TrainConfig, train
+from segcli.formats import geometry
+from segcli.formats.io import read_annotations
+from segcli.ledger import Ledger
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A Mask R-CNN trained for a few steps in the test itself (no shipped weights yet)."""
+    root = tmp_path_factory.mktemp("predict_model")
+    for split in ("train", "val"):
+        generate_shapes_dataset(root / "data" / split, 4, seed=7, sizes=((160, 120),))
+    train(TrainConfig(data=str(root / "data"), epochs=8, batch=2, imgsz=120, workers=0, out=str(root),
+                      name="run", warmup_iters=4))
+    return root / "run" / "weights" / "best.pt", root / "data" / "train" / "images"
+
+
+@pytest.fixture
+def awkward_folder(tmp_path, trained):
+    """Generated images as RGBA PNG, EXIF-rotated JPEG, grayscale, 16-bit, nested, plus a corrupt file."""
+    _, images = trained
+    folder = tmp_path / "images"
+    (folder / "nested").mkdir(parents=True)
+    rgb = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(images.iterdir())]
+    Image.fromarray(rgb[0]).convert("RGBA").save(folder / "rgba.png")
+    rotated = Image.fromarray(np.ascontiguousarray(np.rot90(rgb[1], k=1)))  # stored rotated, EXIF turns it back
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(folder / "exif.jpg", exif=exif, quality=95)
+    Image.fromarray(rgb[2]).convert("L").save(folder / "grey.png")
+    cv2.imwrite(str(folder / "nested" / "deep16.png"), (cv2.cvtColor(rgb[3], cv2.COLOR_RGB2BGR).astype(np.uint16) * 257))
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return folder
+
+
+def test_every_output_is_valid(awkward_folder, trained, tmp_path):
+    weights, _ = trained
+    out = tmp_path / "out"
+    summary = predict_folder(awkward_folder, PredictOptions(weights=weights, out=out, conf=0.3, recursive=True,
+                                                            workers=0))
+    assert summary["done"] == 4 and [s["image"] for s in summary["skipped"]] == ["corrupt.jpg"]
+    dataset = json.loads((out / "dataset.json").read_text())
+    sizes = {image["file_name"]: (image["width"], image["height"]) for image in dataset["images"]}
+    assert sizes == {"exif.jpg": (160, 120), "grey.png": (160, 120), "nested/deep16.png": (160, 120),
+                     "rgba.png": (160, 120)}
+    assert sum(summary["instances_per_class"].values()) == len(dataset["annotations"]) > 0
+    gt = COCO(str(out / "dataset.json"))
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(gt.loadRes(results).getAnnIds()) == len(results) == len(dataset["annotations"])
+    for name, (w, h) in sizes.items():
+        overlay = cv2.imread(str((out / "overlays" / name).with_suffix(".jpg")))
+        assert overlay.shape == (h, w, 3)
+    # the VIA project reads back (segcli convert) as the same objects, least confident image first
+    via = json.loads((out / "via_project.json").read_text())
+    firsts = [min([r["region_attributes"]["score"] for r in e["regions"]], default=0)
+              for e in via["_via_img_metadata"].values()]
+    assert firsts == sorted(firsts)
+    back = read_annotations(out / "via_project.json", Ledger())
+    for image in back.images:
+        predicted = [a for a in dataset["annotations"]
+                     if a["image_id"] == next(i["id"] for i in dataset["images"] if i["file_name"] == image.file_name)]
+        names = {c["id"]: c["name"] for c in dataset["categories"]}
+        for category in set(names.values()):
+            want = np.zeros((120, 160), bool)
+            for a in predicted:
+                if names[a["category_id"]] == category:
+                    want |= geometry.rle_to_mask(geometry.rle_from_json(a["segmentation"], 120, 160))
+            got = np.zeros((120, 160), bool)
+            for a in image.annotations:
+                if a.category == category:
+                    points = geometry.via_shape_to_points(a.via_shape)
+                    got |= geometry.rle_to_mask(geometry.polygons_to_rle([geometry.points_to_flat(points)], 120, 160))
+            if want.any() or got.any():
+                assert (want & got).sum() / (want | got).sum() > 0.9
+            assert all(a.attributes["needs_review"] in ("yes", "no") for a in image.annotations)
+
+
+def test_predict_cli_errors(tmp_path, trained):
+    weights, images = trained
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "folder", str(images)])
+    assert result.exit_code == 2 and "no --weights" in result.output
+    result = runner.invoke(app, ["predict", "folder", str(tmp_path / "none"), "--weights", str(weights)])
+    assert result.exit_code == 2 and "image folder not found" in result.output
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["predict", "folder", str(tmp_path / "empty"), "--weights", str(weights)])
+    assert result.exit_code == 2 and "no images found" in result.output
+    result = runner.invoke(app, ["predict", "folder", str(images), "--weights", str(weights), "--classes", "hexagon",
+                                 "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "hexagon" in result.output
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep")
+    result = runner.invoke(app, ["predict", "folder", str(images), "--weights", str(weights), "--out", str(tmp_path / "full")])
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (tmp_path / "full" / "x").read_text() == "keep"
