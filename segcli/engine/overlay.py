@@ -36,10 +36,7 @@ def draw_instances(rgb: np.ndarray, rles: list[dict], boxes: np.ndarray, labels:
         mask = geometry.rle_to_mask(rles[i])
         colour = np.array(colours[int(labels[i])], dtype=np.float32)
         canvas[mask] = (canvas[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
-        for ring in geometry.mask_to_shapes(mask):
-            points = np.asarray(ring.exterior.coords, dtype=np.float64)
-            cv2.polylines(canvas, [np.round(points - 0.5).astype(np.int32)], True, colours[int(labels[i])], 1,
-                          cv2.LINE_AA)
+        cv2.polylines(canvas, geometry.mask_contours(mask), True, colours[int(labels[i])], 1, cv2.LINE_AA)
     thickness = max(1, round(min(rgb.shape[:2]) / 400))
     for i in order:
         x1, y1, x2, y2 = (int(round(v)) for v in boxes[i])

@@ -8,6 +8,8 @@ are written as images are done; the JSON files atomically at the end.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -72,17 +74,21 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     records, skipped, counts = [], [], Counter()
     start = time.perf_counter()
     on_event("start", total=len(paths), out=out, task=predictor.task)
-    for done, result in enumerate(predictor.predict(paths, root, options.batch, options.workers), start=1):
-        if isinstance(result, SkippedImage):
-            skipped.append({"image": result.file_name, "reason": result.reason})
-            on_event("warning", text=f"skipped {result.file_name}: {result.reason}")
-        else:
-            _filter_classes(result, keep)
-            record = prediction_record(result, len(records) + 1, names, options.review_below)
-            records.append(record)
-            counts.update(a.category for a in record.annotations)
-            _write_image_outputs(result, out, names, options, predictor.task)
-        on_event("progress", done=done, total=len(paths), images_per_s=done / (time.perf_counter() - start))
+    writer = BackgroundWriter(lambda result: _write_image_outputs(result, out, names, options, predictor.task))
+    try:
+        for done, result in enumerate(predictor.predict(paths, root, options.batch, options.workers), start=1):
+            if isinstance(result, SkippedImage):
+                skipped.append({"image": result.file_name, "reason": result.reason})
+                on_event("warning", text=f"skipped {result.file_name}: {result.reason}")
+            else:
+                _filter_classes(result, keep)
+                record = prediction_record(result, len(records) + 1, names, options.review_below)
+                records.append(record)
+                counts.update(a.category for a in record.annotations)
+                writer.submit(result)
+            on_event("progress", done=done, total=len(paths), images_per_s=done / (time.perf_counter() - start))
+    finally:
+        writer.close()
     elapsed = time.perf_counter() - start
     dataset = predictions_dataset(records, predictor.categories, root)
     formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
@@ -96,6 +102,36 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
     on_event("end", **summary)
     return summary
+
+
+class BackgroundWriter:
+    """Runs ``write(item)`` on a thread so drawing and writing overlap the model (cv2 releases
+    the GIL); a bounded queue keeps memory flat, and a failure is raised in the caller."""
+
+    def __init__(self, write: Callable, depth: int = 8):
+        self.write, self.error = write, None
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.write(item)
+                except BaseException as exc:  # handed to the main thread in submit/close
+                    self.error = exc
+
+    def submit(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _class_filter(classes: list[str] | None, names: list[str]) -> set[int] | None:

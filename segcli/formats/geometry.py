@@ -252,41 +252,49 @@ def rle_area_bbox(rle: dict) -> tuple[int, list[float]]:
     return int(mask_utils.area(rle)), mask_utils.toBbox(rle).tolist()
 
 
-def mask_to_shapes(mask: np.ndarray, tolerance: float = 0.0) -> list[Polygon]:
-    """The exact outline of a bool mask as shapely polygons (with holes), on pixel edges.
-
-    Each row's runs of pixels become boxes and their union is the outline, so the polygons
-    rasterise back to the same pixels (contours traced through pixel centres, as cv2 gives
-    them, shave half a pixel off every edge: a 2x2 blob would come back as 1 pixel).
-    ``tolerance`` > 0 simplifies staircase edges (Douglas-Peucker, topology preserved).
-    """
-    mask = np.asarray(mask, dtype=bool)
-    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    rows, cols = np.nonzero(np.diff(padded, axis=1))
-    if len(rows) == 0:
-        return []
-    starts, ends = cols[0::2], cols[1::2]  # run [start, end) per row, in row-major order
-    boxes = shapely.box(starts, rows[0::2], ends, rows[0::2] + 1)
-    outline = shapely.union_all(boxes)
-    if tolerance > 0:
-        outline = outline.simplify(tolerance, preserve_topology=True)
-    return polygon_parts(outline)
+def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer contours through boundary pixel centres (int32 N x 1 x 2, cv2 layout), for drawing."""
+    contours, _ = cv2.findContours(np.asarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return list(contours)
 
 
 def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.0) -> tuple[list[list[float]], bool]:
-    """Outer outlines of a bool mask as COCO polygon parts (see ``mask_to_shapes``).
+    """Outer outlines of a bool mask as COCO polygon parts, on pixel edges.
+
+    cv2 traces contours through pixel centres, which would shave half a pixel off every edge (a
+    2x2 blob would rasterise to 1 pixel). Tracing the mask upsampled 2x instead, every contour
+    point is the centre of a quarter pixel at ``k + 0.25`` or ``k + 0.75``, and rounding it to
+    the nearest integer puts it on the pixel edge it belongs to: the outline rasterises back to the
+    same pixels. (The union of each row's pixel runs with shapely gives the same outline, ~20x
+    slower.)
+    ``tolerance`` > 0 simplifies staircase edges (Douglas-Peucker, cv2.approxPolyDP).
 
     Returns:
-        (one flat part per connected piece, whether the mask has holes, which polygons drop).
+        (one flat part per outer outline, whether the mask has holes, which polygons drop).
     """
-    shapes = mask_to_shapes(mask, tolerance)
-    return [ring_to_flat(p.exterior) for p in shapes], any(p.interiors for p in shapes)
+    mask = np.asarray(mask, dtype=np.uint8)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return [], False
+    y0, x0 = rows[0], cols[0]  # work on the object's box only: objects are small next to images
+    crop = mask[y0:rows[-1] + 1, x0:cols[-1] + 1]
+    doubled = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(2 * int(x0), 2 * int(y0)))
+    links = hierarchy.reshape(-1, 4)
+    parts = []
+    for contour, (_, _, _, parent) in zip(contours, links):
+        if parent >= 0:
+            continue
+        points = (contour.reshape(-1, 2) + 1) // 2  # quarter-pixel centre -> its pixel edge
+        if tolerance > 0 and len(points) > 3:
+            points = cv2.approxPolyDP(points.reshape(-1, 1, 2).astype(np.int32), tolerance, True).reshape(-1, 2)
+        points = points[np.any(points != np.roll(points, 1, axis=0), axis=1)]  # drop repeats
+        if len(points) >= 3:
+            parts.append(points.astype(np.float64).reshape(-1).tolist())
+    return parts, bool((links[:, 3] >= 0).any())
 
 
-def mask_to_via_polygons(mask: np.ndarray) -> list[dict]:
-    """VIA polygon shapes (one per outer contour) for a bool mask."""
-    parts, _ = mask_to_polygons(mask, tolerance=0.5)
-    return [{"name": "polygon",
-             "all_points_x": [round(v, 2) for v in part[0::2]],
-             "all_points_y": [round(v, 2) for v in part[1::2]]} for part in parts]
+def mask_to_via_polygons(mask: np.ndarray) -> tuple[list[dict], bool]:
+    """VIA polygon shapes (one per outer outline) for a bool mask, and whether it has holes."""
+    parts, holes = mask_to_polygons(mask, tolerance=0.5)
+    return [{"name": "polygon", "all_points_x": part[0::2], "all_points_y": part[1::2]} for part in parts], holes

@@ -306,9 +306,7 @@ def _annotation_regions(annotation: Annotation, image: ImageRecord, ledger: Ledg
         shapes = [{"name": "polygon", "all_points_x": p[0::2], "all_points_y": p[1::2]}
                   for p in annotation.polygons]
     else:
-        mask = geometry.rle_to_mask(annotation.rle)
-        shapes = geometry.mask_to_via_polygons(mask)
-        _, holes = geometry.mask_to_polygons(mask)
+        shapes, holes = geometry.mask_to_via_polygons(geometry.rle_to_mask(annotation.rle))
         ledger.add("converted", "RLE mask written as polygon(s) traced from its outline", image.file_name, item)
         if holes:
             ledger.add("changed", "mask has holes, which VIA polygons cannot hold: holes filled",
