@@ -25,10 +25,9 @@ from torchvision.transforms import v2
 from segcli.data.targets import class_index, instance_target, semantic_target
 from segcli.formats.rasterize import IGNORE_INDEX, ObjectMask, rasterize_image
 from segcli.ledger import Ledger
+from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from segcli.structures import Dataset, ImageRecord
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def read_rgb(image: ImageRecord) -> np.ndarray | None:
