@@ -8,7 +8,6 @@ with errors turned into one-line ``SegcliError`` messages.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -111,8 +110,3 @@ def write_files_atomic(target: Path, write: Callable[[Path], None], overwrite: b
     """Run ``write(tmp_path)`` and move the result onto ``target`` (a file or a folder)."""
     with atomic_path(target, overwrite) as tmp:
         write(tmp)
-
-
-def is_finite_number(value: object) -> bool:
-    """True for int/float values that are finite (bool is not a number here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -134,13 +134,6 @@ class Dataset:
     via_settings: dict | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def category_id(self, name: str) -> int:
-        """COCO id of the category called ``name`` (KeyError if unknown)."""
-        for category in self.categories:
-            if category.name == name:
-                return category.id
-        raise KeyError(name)
-
     @property
     def num_annotations(self) -> int:
         """Number of area annotations over all images."""

@@ -31,7 +31,7 @@ ConfOption = Annotated[float, typer.Option("--conf", help="Score threshold (appl
 
 
 def _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, recursive, classes, overlays, alpha,
-             formats, polygons):
+             formats, polygons, resume=False):
     from segcli.engine.predict import PredictOptions
     from segcli.errors import SegcliError
 
@@ -42,7 +42,7 @@ def _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, re
                           device=device, imgsz=imgsz, recursive=recursive,
                           classes=[c.strip() for c in classes.split(",")] if classes else None, overlays=overlays,
                           alpha=alpha, formats={f.value for f in formats} if formats else {"coco", "via", "masks"},
-                          polygons=polygons)
+                          polygons=polygons, resume=resume)
 
 
 class Printer:
@@ -54,6 +54,8 @@ class Printer:
 
     def __call__(self, kind, **data):
         if kind == "start":
+            if data.get("resumed"):
+                console.print(f"resuming: {data['resumed']} image(s) already done")
             self.progress.start()
             self.task = self.progress.add_task("predict", total=data["total"], rate="")
         elif kind == "progress":
@@ -102,12 +104,14 @@ def folder(
     alpha: Annotated[float, typer.Option("--alpha", help="Mask opacity in overlays.")] = 0.45,
     formats: Annotated[list[Format] | None, typer.Option("--format", help="coco, via, masks or all (repeatable; default all).")] = None,
     polygons: Annotated[bool, typer.Option("--polygons", help="Segmentations as polygons instead of RLE.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run in --out (finished images are kept).")] = False,
 ) -> None:
     """Label every image in a folder: overlays/, predictions.json, dataset.json, via_project.json.
 
     Examples:
       segcli predict folder images/ --weights runs/instance/exp/weights/best.pt
       segcli predict folder photos/ -w best.pt --conf 0.3 --recursive --out labelled/
+      segcli predict folder photos/ -w best.pt --out labelled/ --resume    # after an interruption
     """
     from segcli.engine.predict import predict_folder
 
@@ -115,7 +119,7 @@ def folder(
     with user_errors():
         try:
             predict_folder(images, _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, recursive,
-                                            classes, overlays, alpha, formats, polygons), printer)
+                                            classes, overlays, alpha, formats, polygons, resume), printer)
         finally:
             printer.stop()
 

@@ -8,6 +8,7 @@ are written as images are done; the JSON files atomically at the end.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -16,10 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from segcli.engine.overlay import draw_instances, draw_semantic
-from segcli.engine.predict_outputs import (prediction_record, predictions_dataset, write_label_map,
-                                           write_overlay, write_prediction_files)
-from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images
+from segcli.engine.predict_outputs import (JOURNAL, line_to_record, prediction_record, predictions_dataset,
+                                           read_journal, record_to_line, write_label_map, write_overlay,
+                                           write_prediction_files)
+from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images, relative_name
 from segcli.errors import SegcliError
 from segcli.fileio import write_json_atomic
 
@@ -46,13 +50,20 @@ class PredictOptions:
     formats: set[str] = field(default_factory=lambda: {"coco", "via", "masks"})
     polygons: bool = False
     review_below: float = 0.7
+    resume: bool = False
 
 
-def new_output_dir(out: Path | None) -> Path:
-    """``out`` if it does not exist yet, else refuse; default runs/predict/exp, exp2, ..."""
+def new_output_dir(out: Path | None, resume: bool = False) -> Path:
+    """``out`` if it does not exist yet or is empty (or, resuming, holds an earlier run); else
+    refuse; default runs/predict/exp, exp2, ..."""
+    if resume:
+        if out is None or not (Path(out) / JOURNAL).is_file():
+            raise SegcliError("--resume needs --out pointing at an earlier predict output (with results.jsonl)",
+                              out)
+        return Path(out)
     if out is not None:
         if Path(out).exists() and any(Path(out).iterdir()):
-            raise SegcliError("output folder exists and is not empty; choose another --out", out)
+            raise SegcliError("output folder exists and is not empty; choose another --out, or --resume it", out)
         Path(out).mkdir(parents=True, exist_ok=True)
         return Path(out)
     base, number = Path("runs") / "predict", 1
@@ -64,40 +75,54 @@ def new_output_dir(out: Path | None) -> Path:
 
 def predict_images(paths: list[Path], root: Path, options: PredictOptions,
                    on_event: Callable[..., None] = lambda *a, **k: None) -> dict:
-    """Predict ``paths`` (relative names from ``root``) and write the outputs; returns the summary."""
+    """Predict ``paths`` (relative names from ``root``) and write the outputs; returns the summary.
+
+    Image ids are positions in the sorted list (stable across runs, so ``segcli eval`` can join
+    them with ground truth); with ``options.resume`` images already in the output's journal are
+    not predicted again.
+    """
     if not paths:
         raise SegcliError("no images found (jpg, png, bmp, tif, webp); use --recursive for sub-folders", root)
     predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou)
     names = [c["name"] for c in predictor.categories]
     keep = _class_filter(options.classes, names)
-    out = new_output_dir(options.out)
-    records, skipped, counts = [], [], Counter()
+    out = new_output_dir(options.out, options.resume)
+    lines = read_journal(out / JOURNAL) if options.resume else {}
+    ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1)}
+    todo = [path for path in paths if relative_name(path, root) not in lines]
     start = time.perf_counter()
-    on_event("start", total=len(paths), out=out, task=predictor.task)
+    on_event("start", total=len(todo), out=out, task=predictor.task, resumed=len(paths) - len(todo))
     writer = BackgroundWriter(lambda result: _write_image_outputs(result, out, names, options, predictor.task))
     try:
-        for done, result in enumerate(predictor.predict(paths, root, options.batch, options.workers), start=1):
-            if isinstance(result, SkippedImage):
-                skipped.append({"image": result.file_name, "reason": result.reason})
-                on_event("warning", text=f"skipped {result.file_name}: {result.reason}")
-            else:
-                _filter_classes(result, keep)
-                record = prediction_record(result, len(records) + 1, names, options.review_below)
-                records.append(record)
-                counts.update(a.category for a in record.annotations)
-                writer.submit(result)
-            on_event("progress", done=done, total=len(paths), images_per_s=done / (time.perf_counter() - start))
+        with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+            for done, result in enumerate(predictor.predict(todo, root, options.batch, options.workers), start=1):
+                if isinstance(result, SkippedImage):
+                    line = {"file_name": result.file_name, "skipped": result.reason}
+                    on_event("warning", text=f"skipped {result.file_name}: {result.reason}")
+                else:
+                    _filter_classes(result, keep)
+                    line = record_to_line(prediction_record(result, ids[result.file_name], names, options.review_below))
+                    writer.submit(result)
+                journal.write(json.dumps(line) + "\n")
+                journal.flush()
+                lines[line["file_name"]] = line
+                on_event("progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start))
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
+    ordered = [lines[name] for name in ids if name in lines]
+    records = [line_to_record(line, ids[line["file_name"]], root) for line in ordered if "skipped" not in line]
+    skipped = [{"image": line["file_name"], "reason": line["skipped"]} for line in ordered if "skipped" in line]
+    counts = Counter(a.category for record in records for a in record.annotations)
     dataset = predictions_dataset(records, predictor.categories, root)
     formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
     written = write_prediction_files(dataset, out, options.polygons, formats)
     if predictor.task == "semantic" and "masks" in formats:
         (out / "masks" / "classes.txt").write_text("\n".join(["_background_"] + names) + "\n", encoding="utf-8")
+    new = len(todo) - sum(1 for path in todo if "skipped" in lines.get(relative_name(path, root), {}))
     summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
-               "done": len(records), "skipped": skipped, "instances_per_class": dict(counts),
-               "seconds": elapsed, "images_per_s": len(records) / elapsed if elapsed else 0.0,
+               "done": len(records), "predicted_now": new, "skipped": skipped, "instances_per_class": dict(counts),
+               "seconds": elapsed, "images_per_s": new / elapsed if elapsed else 0.0,
                "files": {k: str(v) for k, v in written.items()}}
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
     on_event("end", **summary)
@@ -152,12 +177,7 @@ def _filter_classes(result, keep: set[int] | None) -> None:
         result.boxes_xyxy, result.labels, result.scores = (result.boxes_xyxy[chosen], result.labels[chosen],
                                                             result.scores[chosen])
     elif result.label_map is not None:
-        result.label_map[~_isin(result.label_map, keep)] = 0
-
-
-def _isin(array, values):
-    import numpy as np
-    return np.isin(array, list(values))
+        result.label_map[~np.isin(result.label_map, list(keep))] = 0
 
 
 def _write_image_outputs(result, out: Path, names: list[str], options: PredictOptions, task: str) -> None:

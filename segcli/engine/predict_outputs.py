@@ -9,6 +9,7 @@ below the review threshold with ``needs_review``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -83,3 +84,37 @@ def write_overlay(rgb: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
+
+
+JOURNAL = "results.jsonl"
+"""Per-image results, one JSON line each, appended and flushed as images finish: what --resume
+reads back, and why an interrupted run loses nothing it had finished."""
+
+
+def record_to_line(record: ImageRecord) -> dict:
+    return {"file_name": record.file_name, "width": record.width, "height": record.height,
+            "annotations": [{"category": a.category, "rle": geometry.rle_to_json(a.rle), "score": a.score,
+                             "attributes": a.attributes} for a in record.annotations]}
+
+
+def line_to_record(line: dict, image_id: int, root: Path) -> ImageRecord:
+    record = ImageRecord(file_name=line["file_name"], id=image_id, width=line["width"], height=line["height"],
+                         path=root / line["file_name"])
+    for k, item in enumerate(line["annotations"]):
+        rle = geometry.rle_from_json(item["rle"], line["height"], line["width"])
+        record.annotations.append(Annotation(category=item["category"], rle=rle, score=item["score"],
+                                             attributes=item["attributes"], source=f"detection {k}"))
+    return record
+
+
+def read_journal(path: Path) -> dict[str, dict]:
+    """Finished images of an earlier run by file name (a line torn by a kill is ignored)."""
+    lines = {}
+    if path.is_file():
+        for text in path.read_text(encoding="utf-8").splitlines():
+            try:
+                line = json.loads(text)
+                lines[line["file_name"]] = line
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return lines

@@ -9,7 +9,6 @@ cap inside the model. Masks are scaled back to each image's own size when encode
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +145,7 @@ class Predictor:
                 good = [item for item in items if item[0] is not None]
                 for item in items:
                     if item[0] is None:
-                        yield SkippedImage(_relative(paths[item[1]], root), item[2])
+                        yield SkippedImage(relative_name(paths[item[1]], root), item[2])
                 outputs = self._forward([item[0] for item in good]) if good else []
                 for (tensor, index, size), output in zip(good, outputs):
                     yield self._result(paths[index], root, tensor, size, output)
@@ -166,7 +165,7 @@ class Predictor:
 
     def _result(self, path: Path, root: Path, tensor: torch.Tensor, size: tuple[int, int], output) -> ImagePrediction:
         height, width = size
-        result = ImagePrediction(_relative(path, root), path, width, height)
+        result = ImagePrediction(relative_name(path, root), path, width, height)
         if self.task == "semantic":
             logits = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
             dtype = np.uint8 if len(self.categories) < 255 else np.uint16
@@ -186,12 +185,9 @@ class Predictor:
         return result
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` in POSIX form (the name used in every output)."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.name
-
-
-def default_workers() -> int:
-    return min(2, os.cpu_count() or 1)

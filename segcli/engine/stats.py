@@ -17,7 +17,7 @@ from segcli.formats import geometry
 from segcli.formats.coco import annotation_to_json
 from segcli.formats.io import default_images_dir, locate_images, read_annotations
 from segcli.ledger import INFO_ACTIONS, Ledger
-from segcli.structures import Annotation, Dataset
+from segcli.structures import Annotation
 
 SMALL_AREA, MEDIUM_AREA = 32**2, 96**2
 

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,13 +33,13 @@ from segcli.data.targets import class_index
 from segcli.engine import distributed
 from segcli.engine.evaluate import ConfusionMatrix, coco_scores
 from segcli.engine.postprocess import detections_to_results, ground_truth_dict, semantic_prediction
-from segcli.engine.run_dir import new_run_dir, plot_curves, read_metrics_csv, write_metrics_csv
-from segcli.engine.train_data import Split, resolve_splits
+from segcli.engine.run_dir import new_run_dir, plot_curves, write_metrics_csv
+from segcli.engine.train_data import resolve_splits
 from segcli.errors import SegcliError
 from segcli.fileio import read_json, write_json_atomic
-from segcli.models.checkpoint import load_checkpoint, make_record, read_checkpoint, save_checkpoint
+from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint
 from segcli.models.device import select_device
-from segcli.models.instance import configure_inference, instance_loss
+from segcli.models.instance import configure_inference
 from segcli.models.registry import DEFAULT_MODELS, build_model, model_args, task_of
 from segcli.models.semantic import semantic_loss
 

@@ -19,7 +19,7 @@ from segcli.errors import SegcliError
 from segcli.formats.geometry import check_numbers
 from segcli.formats.labels import categories_for_labels, label_of_region, pick_label_attr
 from segcli.ledger import Ledger
-from segcli.structures import AREA_SHAPES, NON_AREA_SHAPES, Annotation, Dataset, ImageRecord
+from segcli.structures import NON_AREA_SHAPES, Annotation, Dataset, ImageRecord
 
 SHAPE_KEYS = {
     "polygon": ("all_points_x", "all_points_y"),

@@ -7,7 +7,6 @@ report or temporary entry left behind.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 

@@ -109,3 +109,34 @@ def test_predict_cli_errors(tmp_path, trained):
     result = runner.invoke(app, ["predict", "folder", str(images), "--weights", str(weights), "--out", str(tmp_path / "full")])
     assert result.exit_code == 2 and "not empty" in result.output
     assert (tmp_path / "full" / "x").read_text() == "keep"
+
+
+def test_resume_completes_an_interrupted_run(awkward_folder, trained, tmp_path):
+    weights, _ = trained
+    out = tmp_path / "out"
+    options = PredictOptions(weights=weights, out=out, conf=0.3, recursive=True, workers=0, batch=1)
+    seen = []
+
+    def interrupt_after_two(kind, **data):
+        if kind == "progress":
+            seen.append(data["done"])
+            if data["done"] == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_folder(awkward_folder, options, interrupt_after_two)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    with open(out / "results.jsonl", "a") as fh:
+        fh.write('{"file_name": "torn by kill -9')  # a half-written last line is ignored
+    options.resume = True
+    summary = predict_folder(awkward_folder, options)
+    # sorted: corrupt.jpg (skipped) and exif.jpg were done before the interruption
+    assert summary["predicted_now"] == 3 and summary["done"] == 4 and len(summary["skipped"]) == 1
+    fresh = predict_folder(awkward_folder, PredictOptions(weights=weights, out=tmp_path / "fresh", conf=0.3,
+                                                          recursive=True, workers=0, batch=1))
+    resumed = json.loads((out / "dataset.json").read_text())
+    full = json.loads((tmp_path / "fresh" / "dataset.json").read_text())
+    assert resumed["images"] == full["images"]
+    assert [(a["image_id"], a["category_id"], a["segmentation"]) for a in resumed["annotations"]] == \
+        [(a["image_id"], a["category_id"], a["segmentation"]) for a in full["annotations"]]
+    assert fresh["done"] == 4

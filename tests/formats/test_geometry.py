@@ -12,7 +12,6 @@ from pycocotools.coco import COCO
 
 from segcli.engine.convert import convert
 from segcli.formats import geometry
-from segcli.ledger import Ledger
 from tests.helpers import region, via2_project, write_image, write_json
 
 
