@@ -140,3 +140,27 @@ def test_resume_completes_an_interrupted_run(awkward_folder, trained, tmp_path):
     assert [(a["image_id"], a["category_id"], a["segmentation"]) for a in resumed["annotations"]] == \
         [(a["image_id"], a["category_id"], a["segmentation"]) for a in full["annotations"]]
     assert fresh["done"] == 4
+
+
+def test_semantic_model_writes_label_maps_and_per_class_masks(tmp_path):
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        generate_shapes_dataset(data / split, 4, seed=7, sizes=((160, 120),))
+    train(TrainConfig(data=str(data), task="semantic", model="pspnet_mobilenet_v3_large", epochs=2, batch=2,
+                      imgsz=96, workers=0, out=str(tmp_path), name="sem"))
+    out = tmp_path / "out"
+    summary = predict_folder(data / "val" / "images", PredictOptions(weights=tmp_path / "sem" / "weights" / "best.pt",
+                                                                     out=out, workers=0))
+    assert summary["task"] == "semantic" and summary["done"] == 4
+    assert (out / "masks" / "classes.txt").read_text().split() == ["_background_", "circle", "square", "triangle"]
+    dataset = json.loads((out / "dataset.json").read_text())
+    for image in dataset["images"]:
+        label_map = cv2.imread(str((out / "masks" / image["file_name"]).with_suffix(".png")), cv2.IMREAD_UNCHANGED)
+        assert label_map.shape == (120, 160) and label_map.max() <= 3
+        overlay = cv2.imread(str((out / "overlays" / image["file_name"]).with_suffix(".jpg")))
+        assert overlay.shape == (120, 160, 3)
+        per_class = [a for a in dataset["annotations"] if a["image_id"] == image["id"]]
+        assert sorted(a["category_id"] for a in per_class) == sorted(int(v) for v in np.unique(label_map) if v)
+        for annotation in per_class:  # one RLE per class present, equal to the label map's pixels
+            mask = geometry.rle_to_mask(geometry.rle_from_json(annotation["segmentation"], 120, 160))
+            assert (mask == (label_map == annotation["category_id"])).all()
