@@ -46,6 +46,7 @@ class ImageFolder:
         self.root = root.resolve()
         self._by_name: dict[str, list[Path]] | None = None
         self._by_size: dict[int, list[Path]] | None = None
+        self._real_dirs: dict[str, Path] = {}
 
     def _index(self) -> None:
         self._by_name, self._by_size = {}, {}
@@ -65,10 +66,9 @@ class ImageFolder:
         return real == self.root or self.root in real.parents
 
     def _real_dir(self, directory: str) -> Path:
-        cache = self.__dict__.setdefault("_real_dirs", {})
-        if directory not in cache:
-            cache[directory] = Path(os.path.realpath(directory))
-        return cache[directory]
+        if directory not in self._real_dirs:
+            self._real_dirs[directory] = Path(os.path.realpath(directory))
+        return self._real_dirs[directory]
 
     def find(self, file_name: str, size_bytes: int | None,
              claimed: set[Path] = frozenset()) -> tuple[Path | None, str]:

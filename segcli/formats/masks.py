@@ -18,10 +18,10 @@ from PIL import Image
 
 from segcli.formats import geometry
 from segcli.formats.images import IMAGE_SUFFIXES, ImageFolder, read_image_size
+from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
 
-IGNORE_INDEX = 255
 CLASS_FILES = ("classes.txt", "class_names.txt", "labels.txt")
 BACKGROUND_NAMES = {"_background_", "background", "__background__", "bg"}
 
@@ -113,7 +113,6 @@ def _add_components(record: ImageRecord, label_map: np.ndarray, names: list[str]
 
 def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
     """Write one label PNG per image of known size into ``folder`` (created) plus classes.txt."""
-    from segcli.formats.rasterize import rasterize_image, render_label_map
     folder.mkdir(parents=True)
     index = {c.name: i for i, c in enumerate(dataset.categories, start=1)}
     dtype = np.uint8 if len(index) < IGNORE_INDEX else np.uint16
