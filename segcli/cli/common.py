@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,11 @@ LabelAttrOption = Annotated[str | None, typer.Option(
     "--label-attr", help="VIA region attribute holding the class (default: detected).")]
 CategoryOption = Annotated[str, typer.Option(
     "--category", help="Category for regions with no class attribute.")]
+
+
+class Task(str, Enum):
+    instance = "instance"
+    semantic = "semantic"
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segcli.cli.common import console, user_errors
+from segcli.cli.common import Task, console, user_errors
 
 app = typer.Typer(help="Label images with a trained model: overlays, COCO JSON and a VIA project.",
                   no_args_is_help=True)
@@ -25,24 +25,22 @@ class Format(str, Enum):
     all = "all"
 
 
-WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint (best.pt of a run).")]
+WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint (best.pt of a run; default: the shipped model for --task).")]
+TaskOption = Annotated[Task, typer.Option("--task", help="Without --weights: use the shipped instance (Mask R-CNN) or semantic (PSPNet) model.")]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/predict/exp, exp2, ...).")]
 ConfOption = Annotated[float, typer.Option("--conf", help="Score threshold (applied inside the model).")]
 
 
-def _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, recursive, classes, overlays, alpha,
-             formats, polygons, resume=False):
+def _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz, recursive, classes, overlays,
+             alpha, formats, polygons, resume=False, tile=None):
     from segcli.engine.predict import PredictOptions
-    from segcli.errors import SegcliError
+    from segcli.models.defaults import default_weights
 
-    if weights is None:
-        raise SegcliError("no --weights given, and segcli ships no default weights yet: train one with "
-                          "`segcli train` and pass runs/.../weights/best.pt")
-    return PredictOptions(weights=weights, out=out, conf=conf, iou=iou, max_det=max_det, batch=batch, workers=workers,
+    return PredictOptions(weights=weights or default_weights(Task(task).value), out=out, conf=conf, iou=iou, max_det=max_det, batch=batch, workers=workers,
                           device=device, imgsz=imgsz, recursive=recursive,
                           classes=[c.strip() for c in classes.split(",")] if classes else None, overlays=overlays,
                           alpha=alpha, formats={f.value for f in formats} if formats else {"coco", "via", "masks"},
-                          polygons=polygons, resume=resume)
+                          polygons=polygons, resume=resume, tile=tile)
 
 
 class Printer:
@@ -90,6 +88,7 @@ def _print_summary(summary: dict) -> None:
 def folder(
     images: Annotated[Path, typer.Argument(help="Folder of images (jpg, png, bmp, tif, webp).")],
     weights: WeightsOption = None,
+    task: TaskOption = Task.instance,
     out: OutOption = None,
     conf: ConfOption = 0.5,
     iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (instance).")] = None,
@@ -105,11 +104,15 @@ def folder(
     formats: Annotated[list[Format] | None, typer.Option("--format", help="coco, via, masks or all (repeatable; default all).")] = None,
     polygons: Annotated[bool, typer.Option("--polygons", help="Segmentations as polygons instead of RLE.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run in --out (finished images are kept).")] = False,
+    tile: Annotated[int | None, typer.Option("--tile", help="Instance: cut big images into overlapping tiles of this many pixels, seen at full resolution, merged by NMS.")] = None,
 ) -> None:
     """Label every image in a folder: overlays/, predictions.json, dataset.json, via_project.json.
 
     Examples:
+      segcli predict folder examples/shapes/val/          # the shipped Mask R-CNN
+      segcli predict folder examples/shapes/val/ --task semantic    # the shipped PSPNet
       segcli predict folder images/ --weights runs/instance/exp/weights/best.pt
+      segcli predict folder aerial/ -w best.pt --tile 640     # small objects in huge images
       segcli predict folder photos/ -w best.pt --conf 0.3 --recursive --out labelled/
       segcli predict folder photos/ -w best.pt --out labelled/ --resume    # after an interruption
     """
@@ -118,8 +121,9 @@ def folder(
     printer = Printer()
     with user_errors():
         try:
-            predict_folder(images, _options(weights, out, conf, iou, max_det, batch, workers, device, imgsz, recursive,
-                                            classes, overlays, alpha, formats, polygons, resume), printer)
+            predict_folder(images, _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz,
+                                            recursive, classes, overlays, alpha, formats, polygons, resume, tile),
+                           printer)
         finally:
             printer.stop()
 
@@ -128,6 +132,7 @@ def folder(
 def image(
     files: Annotated[list[Path], typer.Argument(help="Image file(s).")],
     weights: WeightsOption = None,
+    task: TaskOption = Task.instance,
     out: OutOption = None,
     conf: ConfOption = 0.5,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -135,6 +140,7 @@ def image(
     """Label one or a few image files (same outputs as `predict folder`).
 
     Examples:
+      segcli predict image photo.jpg
       segcli predict image photo.jpg --weights best.pt
     """
     from segcli.engine.predict import predict_images
@@ -147,7 +153,8 @@ def image(
             raise SegcliError("image file not found", missing[0])
         root = Path(files[0]).parent
         try:
-            predict_images([Path(f) for f in files], root, _options(weights, out, conf, None, 100, 4, 0, device, None,
-                                                                    False, None, True, 0.45, None, False), printer)
+            predict_images([Path(f) for f in files], root, _options(weights, task, out, conf, None, 100, 4, 0, device,
+                                                                    None, False, None, True, 0.45, None, False),
+                           printer)
         finally:
             printer.stop()

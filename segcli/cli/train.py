@@ -12,12 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segcli.cli.common import CategoryOption, LabelAttrOption, console, user_errors
-
-
-class Task(str, Enum):
-    instance = "instance"
-    semantic = "semantic"
+from segcli.cli.common import CategoryOption, LabelAttrOption, Task, console, user_errors
 
 
 class Optimizer(str, Enum):

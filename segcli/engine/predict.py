@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch.distributed as dist
 
 from segcli.engine.overlay import draw_instances, draw_semantic
-from segcli.engine.predict_outputs import (JOURNAL, line_to_record, prediction_record, predictions_dataset,
-                                           read_journal, record_to_line, write_label_map, write_overlay,
-                                           write_prediction_files)
+from segcli.engine.distributed import barrier, init_process_group
+from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, prediction_record,
+                                           predictions_dataset, read_journal, record_to_line, write_label_map,
+                                           write_overlay, write_prediction_files)
 from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images, relative_name
 from segcli.errors import SegcliError
 from segcli.fileio import write_json_atomic
@@ -51,13 +53,14 @@ class PredictOptions:
     polygons: bool = False
     review_below: float = 0.7
     resume: bool = False
+    tile: int | None = None
 
 
 def new_output_dir(out: Path | None, resume: bool = False) -> Path:
     """``out`` if it does not exist yet or is empty (or, resuming, holds an earlier run); else
     refuse; default runs/predict/exp, exp2, ..."""
     if resume:
-        if out is None or not (Path(out) / JOURNAL).is_file():
+        if out is None or not any(Path(out).glob("results*.jsonl")):
             raise SegcliError("--resume needs --out pointing at an earlier predict output (with results.jsonl)",
                               out)
         return Path(out)
@@ -79,54 +82,94 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
 
     Image ids are positions in the sorted list (stable across runs, so ``segcli eval`` can join
     them with ground truth); with ``options.resume`` images already in the output's journal are
-    not predicted again.
+    not predicted again. Under ``torchrun`` each process takes every N-th image and keeps its own
+    journal; rank 0 merges them and writes the files.
     """
     if not paths:
         raise SegcliError("no images found (jpg, png, bmp, tif, webp); use --recursive for sub-folders", root)
-    predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou)
+    predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou,
+                          options.tile)
+    group = init_process_group(predictor.device)
+    emit = on_event if group.is_main else (lambda *a, **k: None)
     names = [c["name"] for c in predictor.categories]
     keep = _class_filter(options.classes, names)
-    out = new_output_dir(options.out, options.resume)
-    lines = read_journal(out / JOURNAL) if options.resume else {}
+    out = _shared_output_dir(group, options)
+    lines = read_journal(out) if options.resume else {}
+    done_before = set(lines)
     ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1)}
-    todo = [path for path in paths if relative_name(path, root) not in lines]
+    todo = [path for path in paths if relative_name(path, root) not in lines][group.rank::group.world_size]
+    formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
     start = time.perf_counter()
-    on_event("start", total=len(todo), out=out, task=predictor.task, resumed=len(paths) - len(todo))
-    writer = BackgroundWriter(lambda result: _write_image_outputs(result, out, names, options, predictor.task))
-    try:
-        with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+    emit("start", total=len(todo), out=out, task=predictor.task, resumed=len(lines))
+    journal_path = out / (JOURNAL if group.is_main else f"results.rank{group.rank}.jsonl")
+    with open(journal_path, "a", encoding="utf-8") as journal:
+        finish = ImageFinisher(out, names, options, predictor.task, formats, keep, ids, journal, lines)
+        writer = BackgroundWriter(finish)
+        try:
             for done, result in enumerate(predictor.predict(todo, root, options.batch, options.workers), start=1):
                 if isinstance(result, SkippedImage):
-                    line = {"file_name": result.file_name, "skipped": result.reason}
-                    on_event("warning", text=f"skipped {result.file_name}: {result.reason}")
-                else:
-                    _filter_classes(result, keep)
-                    line = record_to_line(prediction_record(result, ids[result.file_name], names, options.review_below))
-                    writer.submit(result)
-                journal.write(json.dumps(line) + "\n")
-                journal.flush()
-                lines[line["file_name"]] = line
-                on_event("progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start))
-    finally:
-        writer.close()
+                    emit("warning", text=f"skipped {result.file_name}: {result.reason}")
+                writer.submit(result)
+                emit("progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start))
+        finally:
+            writer.close()
     elapsed = time.perf_counter() - start
+    barrier(group)
+    if not group.is_main:
+        return {}
+    lines.update(merge_journals(out))
     ordered = [lines[name] for name in ids if name in lines]
     records = [line_to_record(line, ids[line["file_name"]], root) for line in ordered if "skipped" not in line]
+    outlines = {(ids[line["file_name"]], k): a["outline"] for line in ordered if "skipped" not in line
+                for k, a in enumerate(line["annotations"]) if "outline" in a}
     skipped = [{"image": line["file_name"], "reason": line["skipped"]} for line in ordered if "skipped" in line]
     counts = Counter(a.category for record in records for a in record.annotations)
     dataset = predictions_dataset(records, predictor.categories, root)
-    formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
-    written = write_prediction_files(dataset, out, options.polygons, formats)
+    written = write_prediction_files(dataset, out, options.polygons, formats, outlines)
     if predictor.task == "semantic" and "masks" in formats:
         (out / "masks" / "classes.txt").write_text("\n".join(["_background_"] + names) + "\n", encoding="utf-8")
-    new = len(todo) - sum(1 for path in todo if "skipped" in lines.get(relative_name(path, root), {}))
+    new = sum(1 for name, line in lines.items() if name not in done_before and "skipped" not in line)
     summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
                "done": len(records), "predicted_now": new, "skipped": skipped, "instances_per_class": dict(counts),
                "seconds": elapsed, "images_per_s": new / elapsed if elapsed else 0.0,
-               "files": {k: str(v) for k, v in written.items()}}
+               "processes": group.world_size, "files": {k: str(v) for k, v in written.items()}}
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
-    on_event("end", **summary)
+    emit("end", **summary)
     return summary
+
+
+def _shared_output_dir(group, options: PredictOptions) -> Path:
+    """The output folder, chosen by rank 0 and told to the others."""
+    folder = [str(new_output_dir(options.out, options.resume))] if group.is_main else [None]
+    if group.distributed:
+        dist.broadcast_object_list(folder, src=0)
+    return Path(folder[0])
+
+
+class ImageFinisher:
+    """Everything done for one image after the model, on the writer thread: class filter, label
+    map, overlay, VIA outlines, then the journal line (written last, so a line in the journal
+    means that image's outputs are complete)."""
+
+    def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
+                 keep: set[int] | None, ids: dict[str, int], journal, lines: dict[str, dict]):
+        self.out, self.names, self.options, self.task, self.formats = out, names, options, task, formats
+        self.keep, self.ids, self.journal, self.lines = keep, ids, journal, lines
+
+    def __call__(self, result) -> None:
+        if isinstance(result, SkippedImage):
+            line = {"file_name": result.file_name, "skipped": result.reason}
+        else:
+            _filter_classes(result, self.keep)
+            record = prediction_record(result, self.ids[result.file_name], self.names, self.options.review_below)
+            line = record_to_line(record)
+            if self.task == "instance" and ("via" in self.formats or self.options.polygons):
+                for item, annotation in zip(line["annotations"], record.annotations):
+                    item["outline"] = mask_outline(annotation.rle)
+            _write_image_outputs(result, self.out, self.names, self.options, self.task)
+        self.journal.write(json.dumps(line) + "\n")
+        self.journal.flush()
+        self.lines[line["file_name"]] = line
 
 
 class BackgroundWriter:
@@ -186,7 +229,7 @@ def _write_image_outputs(result, out: Path, names: list[str], options: PredictOp
         write_label_map(result.label_map, out / "masks" / stem.with_suffix(".png"))
     if not options.overlays:
         return
-    rgb = decode_image(result.path)
+    rgb = np.ascontiguousarray(result.pixels) if result.pixels is not None else decode_image(result.path)
     if rgb is None or rgb.shape[:2] != (result.height, result.width):
         return
     if task == "instance":

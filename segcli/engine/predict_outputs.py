@@ -10,6 +10,9 @@ below the review threshold with ``needs_review``.
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -48,30 +51,54 @@ def predictions_dataset(records: list[ImageRecord], categories: list[dict], sour
                    source_path=source, source_format="predictions", label_attr="category")
 
 
-def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats: set[str]) -> dict[str, Path]:
-    """dataset.json, predictions.json and via_project.json (as ``formats`` asks); returns paths."""
+def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats: set[str],
+                           outlines: dict[tuple[int, int], list[list[float]]] | None = None) -> dict[str, Path]:
+    """dataset.json, predictions.json and via_project.json (as ``formats`` asks); returns paths.
+
+    ``outlines``: polygon parts already traced (on the writer thread) per (image id, annotation
+    index), used for VIA regions and ``polygons`` instead of tracing the masks again here.
+    """
+    outlines = outlines or {}
     ledger = Ledger("predictions")
     written = {}
     coco = write_coco(dataset, ledger)
     if polygons:
+        position: Counter = Counter()
         for annotation in coco["annotations"]:
+            k, position[annotation["image_id"]] = position[annotation["image_id"]], position[annotation["image_id"]] + 1
             if isinstance(annotation["segmentation"], dict):
-                mask = geometry.rle_to_mask(geometry.rle_from_json(annotation["segmentation"], 0, 0))
-                annotation["segmentation"] = geometry.mask_to_polygons(mask, tolerance=0.5)[0]
+                parts = outlines.get((annotation["image_id"], k))
+                if parts is None:
+                    parts = mask_outline(geometry.rle_from_json(annotation["segmentation"], 0, 0))
+                annotation["segmentation"] = parts
     if "coco" in formats:
-        results = [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score")}
-                   for a in coco["annotations"] if "score" in a]
+        # semantic results carry no score (COCO's stuff results format)
+        results = [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score") if k in a}
+                   for a in coco["annotations"]]
         write_json_atomic(out / "predictions.json", results, overwrite=True)
         write_json_atomic(out / "dataset.json", coco, overwrite=True)
         written.update(predictions=out / "predictions.json", dataset=out / "dataset.json")
     if "via" in formats:
         least_confident_first = sorted(dataset.images, key=lambda image: min(
             (a.score for a in image.annotations if a.score is not None), default=0.0))
+        least_confident_first = [_with_outlines(image, outlines) for image in least_confident_first]
         via_dataset = Dataset(least_confident_first, dataset.categories, dataset.source_path, dataset.source_format,
                               label_attr="category")
         write_json_atomic(out / "via_project.json", write_via_project(via_dataset, ledger), overwrite=True)
         written["via"] = out / "via_project.json"
     return written
+
+
+def mask_outline(rle: dict) -> list[list[float]]:
+    """Polygon parts (flat x, y lists) tracing a mask's outer outlines exactly (holes filled)."""
+    return geometry.mask_to_polygons(geometry.rle_to_mask(rle), tolerance=0.5)[0]
+
+
+def _with_outlines(image: ImageRecord, outlines: dict) -> ImageRecord:
+    """``image`` with its RLE annotations given as their traced outlines where known."""
+    annotations = [replace(a, rle=None, polygons=outlines[(image.id, k)]) if (image.id, k) in outlines else a
+                   for k, a in enumerate(image.annotations)]
+    return replace(image, annotations=annotations)
 
 
 def write_label_map(label_map: np.ndarray, path: Path) -> None:
@@ -107,14 +134,37 @@ def line_to_record(line: dict, image_id: int, root: Path) -> ImageRecord:
     return record
 
 
-def read_journal(path: Path) -> dict[str, dict]:
-    """Finished images of an earlier run by file name (a line torn by a kill is ignored)."""
+def read_journal(out: Path) -> dict[str, dict]:
+    """Finished images of an earlier run in output folder ``out`` by file name, from its journal
+    and any per-process journals a distributed run left (a line torn by a kill is ignored)."""
     lines = {}
-    if path.is_file():
+    for path in sorted(Path(out).glob("results*.jsonl")):
         for text in path.read_text(encoding="utf-8").splitlines():
             try:
                 line = json.loads(text)
                 lines[line["file_name"]] = line
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
+    return lines
+
+
+def merge_journals(out: Path) -> dict[str, dict]:
+    """Fold the per-process journals of a distributed run into ``out``'s journal (then remove
+    them); returns their lines by file name."""
+    parts = sorted(Path(out).glob("results.rank*.jsonl"))
+    lines = {}
+    for part in parts:
+        for text in part.read_text(encoding="utf-8").splitlines():
+            try:
+                line = json.loads(text)
+                lines[line["file_name"]] = line
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    if parts:
+        with open(Path(out) / JOURNAL, "a", encoding="utf-8") as journal:
+            journal.writelines(json.dumps(line) + "\n" for line in lines.values())
+            journal.flush()
+            os.fsync(journal.fileno())
+        for part in parts:
+            part.unlink()
     return lines

@@ -4,7 +4,10 @@ A generator (memory stays flat on big folders): images are listed, decoded by Da
 (cv2: EXIF orientation applied, grey, 16-bit and RGBA made 8-bit RGB; unreadable or truncated
 files are reported and skipped, never modified), resized to the model's scale before the model
 so huge images cost what small ones do, and run in batches with the score threshold and detection
-cap inside the model. Masks are scaled back to each image's own size when encoded.
+cap inside the model. Masks are scaled back to each image's own size when encoded. With
+``tile``, an instance model instead sees overlapping tiles of the full-resolution image (for
+small objects in huge images); detections cut by an inner tile edge are dropped (the overlap
+holds them whole in a neighbouring tile) and duplicates from overlaps are merged by NMS.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from torchvision.ops import batched_nms
 
 from segcli.errors import SegcliError
 from segcli.formats import geometry
@@ -41,7 +45,8 @@ class ImagePrediction:
             one at a time so a huge image never holds K full-size masks.
         boxes_xyxy: float [K, 4]; labels: int [K] (1..C); scores: float [K].
         label_map: uint8/uint16 [H, W] class per pixel (semantic task), else None.
-        seconds: model time for this image's share of its batch.
+        pixels: the decoded RGB image when the model saw it at full size (reused for the
+            overlay instead of decoding the file again), else None.
     """
 
     file_name: str
@@ -53,6 +58,7 @@ class ImagePrediction:
     labels: np.ndarray | None = None
     scores: np.ndarray | None = None
     label_map: np.ndarray | None = None
+    pixels: np.ndarray | None = None
 
 
 @dataclass
@@ -79,9 +85,12 @@ def decode_image(path: Path) -> np.ndarray | None:
 
 
 class FolderImages(Dataset):
-    """Decoded, model-scale images: (float tensor [3, h, w], index, original (H, W)) or an error."""
+    """Decoded, model-scale images: (uint8 tensor [3, h, w], index, original (H, W)) or an error.
 
-    def __init__(self, paths: list[Path], longest_side: int):
+    uint8 crosses the worker boundary at a quarter of float's size; ``longest_side`` None keeps
+    the full resolution (tiling)."""
+
+    def __init__(self, paths: list[Path], longest_side: int | None):
         self.paths, self.longest_side = paths, longest_side
 
     def __len__(self) -> int:
@@ -95,10 +104,10 @@ class FolderImages(Dataset):
         if pixels is None:
             return None, index, "not a readable image (corrupt, truncated or unsupported)"
         height, width = pixels.shape[:2]
-        scale = self.longest_side / max(height, width)
+        scale = self.longest_side / max(height, width) if self.longest_side else 1.0
         if scale < 1:  # bring huge images to the model's scale here, not inside the model
             pixels = cv2.resize(pixels, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, index, (height, width)
+        return torch.from_numpy(pixels).permute(2, 0, 1), index, (height, width)
 
 
 class Predictor:
@@ -110,16 +119,21 @@ class Predictor:
         max_det: detections per image at most.
         device: auto, cpu, cuda, cuda:N.
         imgsz: short side the model sees (default: the checkpoint's).
+        iou: NMS IoU threshold (instance; default the checkpoint's).
+        tile: instance only: tile side in pixels at full resolution (None: resize the whole image).
     """
 
     def __init__(self, weights: Path, conf: float = 0.5, max_det: int = 100, device: str = "auto",
-                 imgsz: int | None = None, iou: float | None = None):
+                 imgsz: int | None = None, iou: float | None = None, tile: int | None = None):
         self.device = select_device(device)
         self.model, self.record = load_checkpoint(weights, self.device)
         self.task = self.record["task"]
         self.categories = self.record["categories"]
         self.mask_thresh = float(self.record["thresholds"].get("mask", 0.5))
         args = self.record["model"]["args"]
+        self.tile = tile
+        if tile is not None and (self.task != "instance" or tile < 64):
+            raise SegcliError("--tile needs an instance model and a tile of at least 64 pixels", weights)
         if self.task == "instance":
             configure_inference(self.model, score_thresh=conf, detections_per_img=max_det)
             if iou is not None:
@@ -128,6 +142,10 @@ class Predictor:
                 self.model.transform.min_size = (int(imgsz),)
                 self.model.transform.max_size = int(imgsz * args["max_size"] / args["min_size"])
             self.longest_side = self.model.transform.max_size
+            self.max_det = max_det
+            if tile:  # tiles are seen at full resolution: the model's resize becomes a no-op
+                self.model.transform.min_size, self.model.transform.max_size = (int(tile),), int(tile)
+                self.longest_side = None
             self.mean = self.std = None
         else:
             self.input_size = int(imgsz or args["input_size"])
@@ -146,11 +164,16 @@ class Predictor:
                 for item in items:
                     if item[0] is None:
                         yield SkippedImage(relative_name(paths[item[1]], root), item[2])
+                if self.tile:
+                    for tensor, index, size in good:
+                        yield self._tiled_result(paths[index], root, tensor, size)
+                    continue
                 outputs = self._forward([item[0] for item in good]) if good else []
                 for (tensor, index, size), output in zip(good, outputs):
                     yield self._result(paths[index], root, tensor, size, output)
 
     def _forward(self, images: list[torch.Tensor]) -> list:
+        images = [image.float().div_(255) for image in images]
         if self.task == "instance":
             return self.model([image.to(self.device) for image in images])
         results = []
@@ -166,6 +189,8 @@ class Predictor:
     def _result(self, path: Path, root: Path, tensor: torch.Tensor, size: tuple[int, int], output) -> ImagePrediction:
         height, width = size
         result = ImagePrediction(relative_name(path, root), path, width, height)
+        if tensor.shape[1:] == (height, width):
+            result.pixels = tensor.permute(1, 2, 0).numpy()
         if self.task == "semantic":
             logits = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
             dtype = np.uint8 if len(self.categories) < 255 else np.uint16
@@ -183,6 +208,73 @@ class Predictor:
         result.labels = output["labels"].cpu().numpy()
         result.scores = output["scores"].float().cpu().numpy()
         return result
+
+    def _tiled_result(self, path: Path, root: Path, image: torch.Tensor, size: tuple[int, int]) -> ImagePrediction:
+        """Detections over overlapping tiles of the full-resolution ``image`` (uint8 [3, H, W])."""
+        height, width = size
+        origins = [(x, y) for y in tile_starts(height, self.tile) for x in tile_starts(width, self.tile)]
+        boxes, scores, labels, cut, masks = [], [], [], [], []  # masks: (binary tile-local mask, x0, y0)
+        for first in range(0, len(origins), 4):
+            chunk = origins[first:first + 4]
+            tiles = [image[:, y:y + self.tile, x:x + self.tile] for x, y in chunk]
+            for (x, y), tile, output in zip(chunk, tiles, self._forward(tiles)):
+                th, tw = tile.shape[1:]
+                for box, score, label, mask in zip(output["boxes"].cpu(), output["scores"].cpu(),
+                                                   output["labels"].cpu(), output["masks"][:, 0].cpu()):
+                    x1, y1, x2, y2 = box.tolist()
+                    cut.append((x1 <= 1 and x > 0) or (y1 <= 1 and y > 0) or (x2 >= tw - 1 and x + tw < width)
+                               or (y2 >= th - 1 and y + th < height))
+                    boxes.append(box + torch.tensor([x, y, x, y], dtype=box.dtype))
+                    scores.append(score)
+                    labels.append(label)
+                    masks.append(((mask > self.mask_thresh).numpy(), x, y))
+        result = ImagePrediction(relative_name(path, root), path, width, height, rles=[],
+                                 pixels=image.permute(1, 2, 0).numpy())
+        keep = merge_tile_detections(torch.stack(boxes).float(), torch.stack(scores).float(), torch.stack(labels),
+                                     torch.tensor(cut), float(self.model.roi_heads.nms_thresh)) if boxes else []
+        keep = keep[:self.max_det]
+        canvas = np.zeros((height, width), dtype=np.uint8)
+        for k in keep:  # one full-size mask at a time: a huge image never holds K of them
+            mask, x, y = masks[k]
+            canvas[:] = 0
+            canvas[y:y + mask.shape[0], x:x + mask.shape[1]] = mask
+            result.rles.append(geometry.mask_to_rle(canvas))
+        result.boxes_xyxy = np.array([boxes[k].tolist() for k in keep], dtype=np.float32).reshape(-1, 4)
+        result.labels = np.array([int(labels[k]) for k in keep], dtype=np.int64)
+        result.scores = np.array([float(scores[k]) for k in keep], dtype=np.float32)
+        return result
+
+
+def merge_tile_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, cut: torch.Tensor,
+                          iou: float) -> list[int]:
+    """Indices to keep (best first) of detections gathered over overlapping tiles.
+
+    A detection touching an inner tile edge (``cut``) is a piece of an object that the overlap
+    usually holds whole in a neighbouring tile: it is dropped when half or more of its box lies
+    inside a whole detection of the same class. What remains goes through class-wise NMS.
+    """
+    candidates = torch.arange(len(boxes))
+    if cut.any() and (~cut).any():
+        pieces, whole = boxes[cut], boxes[~cut]
+        left_top = torch.maximum(pieces[:, None, :2], whole[None, :, :2])
+        right_bottom = torch.minimum(pieces[:, None, 2:], whole[None, :, 2:])
+        inter = (right_bottom - left_top).clamp(min=0).prod(-1)
+        area = (pieces[:, 2:] - pieces[:, :2]).clamp(min=1e-6).prod(-1)
+        covered = ((inter / area[:, None] >= 0.5) & (labels[cut][:, None] == labels[~cut][None, :])).any(1)
+        drop = torch.zeros(len(boxes), dtype=torch.bool)
+        drop[torch.nonzero(cut)[:, 0][covered]] = True
+        candidates = candidates[~drop]
+    keep = batched_nms(boxes[candidates], scores[candidates], labels[candidates], iou)
+    return candidates[keep].tolist()
+
+
+def tile_starts(length: int, tile: int) -> list[int]:
+    """Tile origins along one side: tiles of ``tile`` pixels overlapping by at least a quarter,
+    the last one flush with the end (one tile when the side is shorter than a tile)."""
+    if length <= tile:
+        return [0]
+    count = 1 + int(np.ceil((length - tile) / (tile * 3 // 4)))
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
 def relative_name(path: Path, root: Path) -> str:

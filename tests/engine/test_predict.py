@@ -164,3 +164,32 @@ def test_semantic_model_writes_label_maps_and_per_class_masks(tmp_path):
         for annotation in per_class:  # one RLE per class present, equal to the label map's pixels
             mask = geometry.rle_to_mask(geometry.rle_from_json(annotation["segmentation"], 120, 160))
             assert (mask == (label_map == annotation["category_id"])).all()
+    results = json.loads((out / "predictions.json").read_text())  # COCO stuff results: no score
+    assert [(r["image_id"], r["category_id"], r["segmentation"]) for r in results] == \
+        [(a["image_id"], a["category_id"], a["segmentation"]) for a in dataset["annotations"]]
+
+
+def test_torchrun_shards_images_and_merges_one_set_of_files(awkward_folder, trained, tmp_path):
+    """Two processes each take every other image; rank 0 merges: the files equal a one-process run."""
+    import os
+    import subprocess
+    import sys
+
+    weights, _ = trained
+    common = ["predict", "folder", str(awkward_folder), "--weights", str(weights), "--conf", "0.3", "--recursive",
+              "--workers", "0", "--batch", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "segcli", *common, "--out", str(tmp_path / "ddp")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    subprocess.run([sys.executable, "-m", "segcli", *common, "--out", str(tmp_path / "one")], check=True, env=env,
+                   capture_output=True, timeout=600)
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("results*.jsonl")) == ["results.jsonl"]
+    for name in ("dataset.json", "predictions.json", "via_project.json"):
+        ddp, one = (json.loads((tmp_path / run / name).read_text()) for run in ("ddp", "one"))
+        assert ddp == one, name
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["done"] == 4 and summary["predicted_now"] == 4
+    assert sorted(p.name for p in (tmp_path / "ddp" / "overlays").rglob("*.jpg")) == \
+        sorted(p.name for p in (tmp_path / "one" / "overlays").rglob("*.jpg"))

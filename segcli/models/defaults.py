@@ -1,0 +1,31 @@
+"""The default weights segcli ships: which file serves each task when no ``--weights`` is given.
+
+They live in the repository's ``weights/`` folder (see weights/README.md for how each was
+trained and what it scores); ``SEGCLI_WEIGHTS_DIR`` points elsewhere, e.g. for a copy of segcli
+installed without its repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segcli.errors import SegcliError
+
+DEFAULT_WEIGHTS = {"instance": "maskrcnn_resnet18_shapes.pt", "semantic": "pspnet_resnet18_shapes.pt"}
+
+
+def weights_dir() -> Path:
+    """Where the default weights are looked for."""
+    return Path(os.environ.get("SEGCLI_WEIGHTS_DIR") or Path(__file__).resolve().parents[2] / "weights")
+
+
+def default_weights(task: str = "instance") -> Path:
+    """The shipped checkpoint for ``task`` (SegcliError naming the file when it is missing)."""
+    if task not in DEFAULT_WEIGHTS:
+        raise SegcliError(f"unknown task {task!r}; choose instance or semantic")
+    path = weights_dir() / DEFAULT_WEIGHTS[task]
+    if not path.is_file():
+        raise SegcliError(f"no --weights given and the default {task} weights are missing (set SEGCLI_WEIGHTS_DIR "
+                          "or pass --weights runs/.../weights/best.pt)", path)
+    return path
