@@ -10,6 +10,7 @@ import typer
 
 from segcli import __version__
 from segcli.cli import convert as convert_cmd
+from segcli.cli import eval as eval_cmd
 from segcli.cli import models as models_cmd
 from segcli.cli import predict as predict_cmd
 from segcli.cli import stats as stats_cmd
@@ -47,6 +48,7 @@ app.command("stats", no_args_is_help=True)(stats_cmd.stats)
 app.command("models")(models_cmd.models)
 app.command("train", no_args_is_help=True)(train_cmd.train)
 app.add_typer(predict_cmd.app, name="predict")
+app.command("eval", no_args_is_help=True)(eval_cmd.evaluate)
 
 
 def main() -> None:

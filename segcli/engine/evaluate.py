@@ -17,51 +17,113 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from segcli.errors import SegcliError
+
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def coco_from_dict(data: dict) -> COCO:
-    """A pycocotools COCO index built from an in-memory dict, without its prints."""
-    coco = COCO()
+def coco_from_dict(data: dict, backend: str = "pycocotools"):
+    """A COCO index built from an in-memory dict (a copy: evaluation rewrites it), without prints."""
+    coco = _backend(backend)[0]()
     coco.dataset = copy.deepcopy(data)
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
 
-def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str) -> dict:
+def _backend(name: str):
+    """(COCO class, COCOeval class) of an evaluation backend."""
+    if name == "pycocotools":
+        return COCO, COCOeval
+    if name == "faster":
+        try:
+            from faster_coco_eval import COCO as FasterCOCO
+            from faster_coco_eval import COCOeval_faster
+        except ImportError:
+            raise SegcliError("--backend faster needs faster-coco-eval: pip install 'segcli[faster]'") from None
+        return FasterCOCO, COCOeval_faster
+    raise SegcliError(f"unknown backend {name!r}; choose pycocotools or faster")
+
+
+def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backend: str = "pycocotools",
+                max_dets: int | None = None, details: bool = False) -> dict:
     """COCOeval statistics and per-class AP.
 
     Args:
         ground_truth: COCO instances dict (images, annotations, categories).
         detections: COCO results (image_id, category_id, score, and segmentation or bbox).
         iou_type: "segm" or "bbox".
+        backend: "pycocotools" or "faster" (faster-coco-eval, same figures).
+        max_dets: raise the largest maxDets from 100 to this (dense images).
+        details: also return the precision array (PR curves) and per-image counts.
 
     Returns:
-        {"AP": ..., "AP50": ..., ..., "per_class": {name: AP}}; all -1 when nothing to score.
+        {"AP": ..., "AP50": ..., ..., "per_class": {name: AP}} (+ "precision", "recall_thresholds",
+        "per_image" with ``details``); all -1 when there is no ground truth, 0 with no detections.
     """
-    gt = coco_from_dict(ground_truth)
+    gt = coco_from_dict(ground_truth, backend)
     if not detections or not gt.getAnnIds():
         return {**{name: 0.0 if gt.getAnnIds() else -1.0 for name in STAT_NAMES}, "per_class": {}}
     results = copy.deepcopy(detections)
     if iou_type == "segm":
         for result in results:
             result.pop("bbox", None)  # loadRes would take box area for the area buckets
+    coco_eval = _backend(backend)[1]
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
-        evaluator = COCOeval(gt, dt, iou_type)
+        evaluator = coco_eval(gt, dt, iou_type, **({"separate_eval": True} if backend == "faster" and details else {}))
+        if max_dets:
+            evaluator.params.maxDets = [1, 10, int(max_dets)]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    scores = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+        if not max_dets:
+            evaluator.summarize()
     precision = evaluator.eval["precision"]  # [iou, recall, class, area, maxdets]
+    if max_dets:  # summarize() looks for maxDets == 100 and finds nothing: read the arrays directly
+        scores = {"AP": _mean_valid(precision[:, :, :, 0, -1]), "AP50": _mean_valid(precision[0, :, :, 0, -1]),
+                  "AP75": _mean_valid(precision[5, :, :, 0, -1]),
+                  f"AR{int(max_dets)}": _mean_valid(evaluator.eval["recall"][:, :, 0, -1])}
+    else:
+        scores = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats)}
+    names = [gt.cats[cat_id]["name"] for cat_id in evaluator.params.catIds]
     per_class = {}
-    for k, cat_id in enumerate(evaluator.params.catIds):
+    for k, name in enumerate(names):
         values = precision[:, :, k, 0, -1]
         values = values[values > -1]
-        per_class[gt.cats[cat_id]["name"]] = float(values.mean()) if values.size else float("nan")
+        per_class[name] = float(values.mean()) if values.size else float("nan")
     scores["per_class"] = per_class
+    if details:
+        scores["precision"] = {"iou_0.50": precision[0, :, :, 0, -1], "iou_0.75": precision[5, :, :, 0, -1],
+                               "classes": names}
+        scores["recall_thresholds"] = np.asarray(evaluator.params.recThrs)
+        scores["per_image"] = _per_image_counts(evaluator)
     return scores
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    values = values[values > -1]
+    return float(values.mean()) if values.size else -1.0
+
+
+def _per_image_counts(evaluator, min_score: float = 0.5) -> dict[int, dict]:
+    """True positives, false positives and misses at IoU 0.5 per image among detections scoring
+    at least ``min_score`` (what a user would keep), from COCOeval's greedy per-image matching
+    (best score first, so lower-scored detections never change the matches of higher ones);
+    crowd and ignored objects count for neither side."""
+    counts: dict[int, dict] = {}
+    for item in getattr(evaluator, "evalImgs", None) or []:
+        if item is None or list(item["aRng"]) != list(evaluator.params.areaRng[0]):
+            continue
+        entry = counts.setdefault(int(item["image_id"]), {"tp": 0, "fp": 0, "fn": 0})
+        matched = np.asarray(item["dtMatches"])[0] > 0 if len(item["dtIds"]) else np.zeros(0, bool)
+        dt_ignore = np.asarray(item["dtIgnore"])[0].astype(bool) if len(item["dtIds"]) else np.zeros(0, bool)
+        dt_ignore = dt_ignore | (np.asarray(item["dtScores"], dtype=float)[:len(dt_ignore)] < min_score)
+        gt_ignore = np.asarray(item["gtIgnore"]).astype(bool)
+        tp = int((matched & ~dt_ignore).sum())
+        entry["tp"] += tp
+        entry["fp"] += int((~matched & ~dt_ignore).sum())
+        entry["fn"] += int((~gt_ignore).sum()) - tp
+    return counts
 
 
 class ConfusionMatrix:
@@ -71,13 +133,27 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.image_iou: list[float] = []  # per image: mean IoU over the classes present in it
+        self.image_accuracy: list[float] = []
 
-    def update(self, truth: np.ndarray, predicted: np.ndarray) -> None:
-        """Add one image (or a batch) of int label maps of equal shape."""
+    def update(self, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """Add one image of int label maps of equal shape (predicted values in 0..C-1: callers map
+        foreign label values first); returns that image's matrix."""
         truth, predicted = np.asarray(truth).ravel(), np.asarray(predicted).ravel()
         keep = (truth != self.ignore_index) & (truth >= 0) & (truth < self.num_classes)
-        index = truth[keep].astype(np.int64) * self.num_classes + predicted[keep].astype(np.int64)
-        self.matrix += np.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        truth, predicted = truth[keep].astype(np.int64), predicted[keep].astype(np.int64)
+        if predicted.size and (predicted.min() < 0 or predicted.max() >= self.num_classes):
+            raise ValueError(f"predicted label {int(predicted.max())} outside 0..{self.num_classes - 1}")
+        index = truth * self.num_classes + predicted
+        matrix = np.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        self.matrix += matrix
+        hits, truth_pixels, predicted_pixels = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+        union = truth_pixels + predicted_pixels - hits
+        present = union > 0
+        if present.any():
+            self.image_iou.append(float((hits[present] / union[present]).mean()))
+            self.image_accuracy.append(float(hits.sum() / truth.size) if truth.size else float("nan"))
+        return matrix
 
     def scores(self, names: list[str] | None = None) -> dict:
         """mIoU, pixel accuracy, mean class accuracy, fwIoU and per-class IoU/accuracy (NaN for
@@ -94,7 +170,11 @@ class ConfusionMatrix:
                 "mean_accuracy": _nanmean(accuracy), "fwIoU": float(np.nansum(frequency * iou)),
                 "per_class_iou": dict(zip(names, map(float, iou))),
                 "per_class_accuracy": dict(zip(names, map(float, accuracy))),
-                "classes_without_ground_truth": [n for n, t in zip(names, true_pixels) if t == 0]}
+                "classes_without_ground_truth": [n for n, t in zip(names, true_pixels) if t == 0],
+                # the seed FCN+PSPNet work's definition: a mean over images of each image's IoU
+                # over the classes present in it (truth or prediction), background included
+                "per_image_mIoU": _nanmean(np.asarray(self.image_iou, dtype=np.float64)),
+                "per_image_pixel_accuracy": _nanmean(np.asarray(self.image_accuracy, dtype=np.float64))}
 
 
 def _nanmean(values: np.ndarray) -> float:

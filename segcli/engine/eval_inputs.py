@@ -1,0 +1,352 @@
+"""What ``segcli eval`` scores: ground truth and predictions read from files and joined.
+
+Ground truth is any annotation file segcli reads (a COCO file is scored as it is on disk, so the
+figures equal a direct pycocotools call; VIA and the rest go through segcli's COCO writer, which
+needs the images for their sizes), or a folder of label PNGs for semantic scoring. Predictions are
+COCO results (or a COCO file whose annotations carry scores, such as ``segcli predict``'s
+dataset.json). When the predictions know their image file names and category names (a
+dataset.json beside predictions.json), they are joined to the ground truth by name, so differing
+ids never give a silent zero; every mapping and every dropped prediction is reported as a warning.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segcli.engine.train_data import find_annotation_file
+from segcli.errors import SegcliError
+from segcli.fileio import read_json
+from segcli.formats import geometry
+from segcli.formats.coco import write_coco
+from segcli.formats.io import detect_format, locate_images, read_annotations
+from segcli.formats.masks import CLASS_FILES, find_classes_file, read_classes, read_label_map
+from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
+from segcli.ledger import Ledger
+from segcli.structures import Dataset
+
+
+@dataclass
+class GroundTruth:
+    """Ground truth as a COCO instances dict plus the dataset it came from (image paths)."""
+
+    coco: dict
+    dataset: Dataset
+    annotation: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [c["name"] for c in self.coco["categories"]]
+
+
+def annotation_path(path: Path) -> Path:
+    """An annotation file, or the one annotation file in a split folder."""
+    path = Path(path)
+    if not path.exists():
+        raise SegcliError("not found", path)
+    return find_annotation_file(path) if path.is_dir() else path
+
+
+def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: str | None = None,
+                      need_images: bool = False) -> GroundTruth:
+    """Read ground truth from an annotation file or split folder.
+
+    ``need_images``: the images themselves are needed (predicting with a model), not only sizes.
+    """
+    annotation = annotation_path(path)
+    if images_dir is None and Path(path).is_dir():
+        images_dir = Path(path)
+    ledger = Ledger(str(annotation))
+    detected = detect_format(annotation)
+    dataset = read_annotations(annotation, ledger, label_attr, images_dir=images_dir, detected=detected)
+    ledger.raise_errors()
+    warnings = []
+    sizes_known = all(image.width is not None for image in dataset.images)
+    if need_images or not sizes_known:
+        locate_images(dataset, images_dir, ledger, require_found=True)  # clear error when none is found
+        ledger.raise_errors()
+        missing = [image.file_name for image in dataset.images if image.path is None]
+        if missing:
+            warnings.append(f"{len(missing)} ground-truth image(s) not found, left out: {_some(missing)}")
+            if not sizes_known or need_images:
+                dataset.images = [image for image in dataset.images if image.path is not None]
+    if detected[0] == "coco":
+        coco = detected[1]  # scored as on disk: areas, ids and crowd flags exactly as pycocotools sees them
+        if len(dataset.images) < len(coco["images"]):
+            kept = {image.file_name for image in dataset.images}
+            ids = {img["id"] for img in coco["images"] if img.get("file_name") in kept}
+            coco = {**coco, "images": [img for img in coco["images"] if img["id"] in ids],
+                    "annotations": [a for a in coco["annotations"] if a.get("image_id") in ids]}
+    else:
+        coco = write_coco(dataset, ledger)
+    if not coco["images"]:
+        raise SegcliError("ground truth has no images", annotation)
+    return GroundTruth(coco, dataset, annotation, warnings)
+
+
+@dataclass
+class Predictions:
+    """COCO results plus, when known, the predictions' own image names and category names."""
+
+    results: list[dict]
+    path: Path
+    image_names: dict[int, str] | None = None
+    category_names: dict[int, str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_predictions(path: Path) -> Predictions:
+    """COCO results (a list), or a COCO file whose annotations are the predictions."""
+    path = Path(path)
+    data = read_json(path)
+    warnings = []
+    sibling = None
+    if isinstance(data, list):
+        results = data
+        beside = path.parent / "dataset.json"
+        if beside.is_file() and beside != path:
+            sibling = read_json(beside)
+            if not (isinstance(sibling, dict) and isinstance(sibling.get("images"), list)
+                    and isinstance(sibling.get("categories"), list)):
+                sibling = None
+    elif isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        results, sibling = data["annotations"], data
+        unscored = sum(1 for r in results if isinstance(r, dict) and "score" not in r)
+        if unscored:
+            warnings.append(f"{unscored} prediction(s) without a score: scored 1.0")
+            results = [{**r, "score": 1.0} if isinstance(r, dict) and "score" not in r else r for r in results]
+    else:
+        raise SegcliError("not COCO predictions: expected a list of results or a COCO file with annotations", path)
+    for k, result in enumerate(results):
+        _check_result(result, k, path)
+    image_names = category_names = None
+    if sibling is not None:
+        image_names = {img["id"]: img["file_name"] for img in sibling["images"]
+                       if isinstance(img, dict) and "id" in img and isinstance(img.get("file_name"), str)}
+        category_names = {c["id"]: c["name"] for c in sibling.get("categories", [])
+                          if isinstance(c, dict) and "id" in c and isinstance(c.get("name"), str)}
+    return Predictions(results, path, image_names or None, category_names or None, warnings)
+
+
+def _check_result(result: object, index: int, path: Path) -> None:
+    where = f"prediction {index}"
+    if not isinstance(result, dict):
+        raise SegcliError("each prediction must be an object", path, where)
+    for key in ("image_id", "category_id"):
+        if isinstance(result.get(key), bool) or not isinstance(result.get(key), int):
+            raise SegcliError(f"{key} must be an integer", path, where)
+    score = result.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not np.isfinite(score):
+        raise SegcliError("score must be a finite number", path, where)
+    segmentation, bbox = result.get("segmentation"), result.get("bbox")
+    if segmentation is None and bbox is None:
+        raise SegcliError("a prediction needs a segmentation or a bbox", path, where)
+    if segmentation is not None and not isinstance(segmentation, (dict, list)):
+        raise SegcliError("segmentation must be an RLE object or a polygon list", path, where)
+    if isinstance(segmentation, dict) and not (isinstance(segmentation.get("size"), list)
+                                               and len(segmentation["size"]) == 2 and "counts" in segmentation):
+        raise SegcliError("RLE segmentation needs size [h, w] and counts", path, where)
+    if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4
+                                 and all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)):
+        raise SegcliError("bbox must be 4 finite numbers [x, y, w, h]", path, where)
+
+
+def join_predictions(truth: GroundTruth, predictions: Predictions) -> tuple[list[dict], list[str]]:
+    """Predictions re-keyed to the ground truth's image and category ids, and the warnings.
+
+    Images: by file name (then by base name) when the predictions know their names, else by id.
+    Categories: by name when the predictions know their names, else by id. Predictions whose
+    image or category is unknown to the ground truth are dropped and listed; polygon
+    segmentations become RLE at the image's size; an RLE of another size is an error.
+    """
+    warnings = list(predictions.warnings)
+    gt_images = {img["id"]: img for img in truth.coco["images"]}
+    gt_categories = {c["id"]: c["name"] for c in truth.coco["categories"]}
+    image_map = _image_map(truth, predictions, warnings)
+    category_map = _category_map(gt_categories, predictions, warnings)
+    joined, unknown_images, unknown_categories = [], Counter(), Counter()
+    for k, result in enumerate(predictions.results):
+        image_id = image_map.get(result["image_id"]) if image_map is not None else (
+            result["image_id"] if result["image_id"] in gt_images else None)
+        if image_id is None:
+            unknown_images[result["image_id"]] += 1
+            continue
+        category_id = category_map.get(result["category_id"])
+        if category_id is None:
+            unknown_categories[result["category_id"]] += 1
+            continue
+        result = {**result, "image_id": image_id, "category_id": category_id}
+        image = gt_images[image_id]
+        segmentation = result.get("segmentation")
+        if isinstance(segmentation, dict) and list(segmentation["size"]) != [image["height"], image["width"]]:
+            raise SegcliError(f"mask size {list(segmentation['size'])} does not match image {image['file_name']!r} "
+                              f"of the ground truth ([{image['height']}, {image['width']}])", predictions.path,
+                              f"prediction {k}")
+        if isinstance(segmentation, list):
+            parts = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
+            result["segmentation"] = geometry.rle_to_json(
+                geometry.polygons_to_rle(parts, image["height"], image["width"]))
+        joined.append(result)
+    if unknown_images:
+        warnings.append(f"{sum(unknown_images.values())} prediction(s) for {len(unknown_images)} image id(s) not in the "
+                        f"ground truth, left out: {_some(sorted(unknown_images))}")
+    if unknown_categories:
+        names = [f"{predictions.category_names.get(c, c)}" if predictions.category_names else str(c)
+                 for c in sorted(unknown_categories, key=str)]
+        warnings.append(f"{sum(unknown_categories.values())} prediction(s) of categories absent from the ground truth, "
+                        f"left out: {_some(names)}")
+    if predictions.results and not joined:
+        warnings.append("none of the predictions matched an image and a category of the ground truth: every AP is 0")
+    if not predictions.results:
+        warnings.append("the prediction file is empty: every AP is 0")
+    return joined, warnings
+
+
+def _image_map(truth: GroundTruth, predictions: Predictions, warnings: list[str]) -> dict | None:
+    if predictions.image_names is None:
+        return None
+    by_name = {img["file_name"]: img["id"] for img in truth.coco["images"]}
+    by_base = Counter(Path(name).name for name in by_name)
+    base_ids = {Path(name).name: i for name, i in by_name.items() if by_base[Path(name).name] == 1}
+    mapping, missing = {}, []
+    for pred_id, name in predictions.image_names.items():
+        gt_id = by_name.get(name, base_ids.get(Path(name).name))
+        if gt_id is None:
+            missing.append(name)
+        else:
+            mapping[pred_id] = gt_id
+    if missing:
+        warnings.append(f"{len(missing)} predicted image(s) not in the ground truth: {_some(missing)}")
+    return mapping
+
+
+def _category_map(gt_categories: dict[int, str], predictions: Predictions, warnings: list[str]) -> dict:
+    if predictions.category_names is None:
+        return {i: i for i in gt_categories}
+    by_name = {name: i for i, name in gt_categories.items()}
+    by_folded = {name.casefold(): i for i, name in gt_categories.items()}
+    mapping, moved = {}, []
+    for pred_id, name in predictions.category_names.items():
+        gt_id = by_name.get(name, by_folded.get(name.casefold()))
+        if gt_id is not None:
+            mapping[pred_id] = gt_id
+            if gt_id != pred_id:
+                moved.append(f"{name!r} {pred_id}->{gt_id}")
+    if moved:
+        warnings.append(f"category ids differ; matched by name (prediction id -> ground-truth id): {', '.join(moved)}")
+    return mapping
+
+
+def _some(items: list, count: int = 5) -> str:
+    items = [str(i) for i in items]
+    return ", ".join(items[:count]) + (f" and {len(items) - count} more" if len(items) > count else "")
+
+
+# --- semantic --------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelMaps:
+    """Per-image label maps by relative file stem, with class names by value (0 background)."""
+
+    names: list[str]
+    maps: dict[str, Path | np.ndarray]
+    source: Path
+    binary_255: bool = False  # a one-class 0/255 mask set: 255 means the class, not "ignore"
+
+    def find(self, key: str) -> str | None:
+        """The key of ``key``'s map: the same relative stem, else the same base name if unique."""
+        if key in self.maps:
+            return key
+        if not hasattr(self, "_by_base"):
+            bases = Counter(Path(k).name for k in self.maps)
+            self._by_base = {Path(k).name: k for k in self.maps if bases[Path(k).name] == 1}
+        return self._by_base.get(Path(key).name)
+
+    def read(self, key: str) -> np.ndarray:
+        item = self.maps[key]
+        label_map = item if isinstance(item, np.ndarray) else _read_map(item)
+        if self.binary_255:
+            label_map = np.where(label_map == 255, 1, label_map)
+        return label_map
+
+
+def _read_map(path: Path) -> np.ndarray:
+    try:
+        return read_label_map(path)
+    except (OSError, ValueError) as exc:
+        raise SegcliError(f"unreadable label map: {exc}", path) from None
+
+
+def is_mask_folder(path: Path) -> bool:
+    """A folder of label PNGs (and no annotation file)."""
+    path = Path(path)
+    return path.is_dir() and any(path.rglob("*.png")) and not any(
+        p.suffix.lower() in (".json", ".csv") and not p.name.endswith(".report.json") for p in path.iterdir())
+
+
+def read_mask_maps(folder: Path, default_names: list[str] | None = None) -> LabelMaps:
+    """Label PNGs under ``folder`` (keys: relative path without suffix) and its classes file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SegcliError("mask folder not found", folder)
+    classes = find_classes_file(folder)
+    names = read_classes(classes) if classes else default_names
+    if names is None:
+        raise SegcliError(f"no classes file ({', '.join(CLASS_FILES)}) in the mask folder or its parent", folder)
+    maps = {p.relative_to(folder).with_suffix("").as_posix(): p for p in sorted(folder.rglob("*.png"))
+            if not p.name.startswith(".")}
+    if not maps:
+        raise SegcliError("no label PNGs in the mask folder", folder)
+    return LabelMaps(names, maps, folder, binary_255=_looks_binary_255(names, maps))
+
+
+def _looks_binary_255(names: list[str], maps: dict[str, Path]) -> bool:
+    """One object class and masks holding only 0 and 255 (MMSegmentation's classic trap)."""
+    if len(names) != 2:
+        return False
+    sample = [_read_map(path) for path in list(maps.values())[:8]]
+    values = set(np.unique(np.concatenate([m.ravel() for m in sample])).tolist()) if sample else set()
+    return 255 in values and values <= {0, 255}
+
+
+def ground_truth_maps(truth: GroundTruth) -> LabelMaps:
+    """Label maps rendered from annotation ground truth (objects largest first, crowd = ignore)."""
+    names = ["_background_"] + truth.names
+    index = {name: i for i, name in enumerate(names) if i}
+    ledger = Ledger(str(truth.annotation))
+    maps = {}
+    for image in truth.dataset.images:
+        if image.width is None:
+            continue
+        objects = rasterize_image(image, ledger)
+        dtype = np.uint8 if len(names) < IGNORE_INDEX else np.uint16
+        maps[str(Path(image.file_name).with_suffix("").as_posix())] = render_label_map(image, objects, index, dtype)
+    return LabelMaps(names, maps, truth.annotation)
+
+
+def class_value_map(predicted: list[str], truth: list[str], warnings: list[str]) -> np.ndarray:
+    """Lookup table: predicted label value -> ground-truth value, matched by class name (0 stays
+    background). Predicted classes absent from the ground truth map to background, with a warning."""
+    by_name = {name.casefold(): i for i, name in enumerate(truth)}
+    table = np.zeros(max(len(predicted), 256), dtype=np.int64)
+    absent, moved = [], []
+    for value, name in enumerate(predicted):
+        if value == 0:
+            continue
+        target = by_name.get(name.casefold())
+        if target is None:
+            absent.append(name)
+        else:
+            table[value] = target
+            if target != value:
+                moved.append(f"{name!r} {value}->{target}")
+    if moved:
+        warnings.append(f"class values differ; matched by name (prediction -> ground truth): {', '.join(moved)}")
+    if absent:
+        warnings.append(f"predicted classes absent from the ground truth, counted as background: {_some(absent)}")
+    return table

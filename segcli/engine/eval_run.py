@@ -1,0 +1,341 @@
+"""``segcli eval``: score predictions against ground truth, from files or by running a model.
+
+Instance: COCO box and mask AP (``segcli.engine.evaluate.coco_scores``, pycocotools or
+faster-coco-eval), per-class AP, precision-recall curves, the images with the most errors at
+IoU 0.5, and, when an image holds more than 100 objects, AP again with maxDets raised to the
+largest count. Semantic: a confusion matrix over all pixels (mIoU, accuracies, fwIoU, per class)
+plus the per-image mIoU of the seed FCN+PSPNet work. Results go to a new folder (metrics.json,
+plots) and are returned as one JSON-able report; warnings explain every join and drop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_maps, is_mask_folder,
+                                       join_predictions, load_ground_truth, load_predictions, read_mask_maps)
+from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
+from segcli.engine.evaluate import STAT_NAMES, ConfusionMatrix, coco_scores
+from segcli.errors import SegcliError
+from segcli.fileio import write_json_atomic
+
+COCO_MAX_DETS = 100
+
+
+@dataclass
+class EvalOptions:
+    """Options of ``segcli eval`` (see its --help)."""
+
+    gt: Path | None = None
+    pred: Path | None = None
+    weights: Path | None = None
+    images: Path | None = None
+    out: Path | None = None
+    json_path: Path | None = None
+    conf: float = 0.05
+    backend: str = "pycocotools"
+    ignore_index: int = 255
+    worst: int = 10
+    label_attr: str | None = None
+    device: str = "auto"
+    imgsz: int | None = None
+    batch: int = 4
+    workers: int = 2
+
+
+def new_eval_dir(out: Path | None) -> Path:
+    """``out`` (created; an existing metrics.json is replaced) or runs/eval/exp, exp2, ..."""
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return Path(out)
+    base, number = Path("runs") / "eval", 1
+    while (folder := base / ("exp" if number == 1 else f"exp{number}")).exists():
+        number += 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **k: None) -> dict:
+    """Evaluate as ``options`` says; returns the report (also written as metrics.json)."""
+    if options.gt is None:
+        raise SegcliError("give the ground truth: DATA_SPLIT (a folder with images and one annotation file) or --gt")
+    if options.pred is not None and options.weights is not None:
+        raise SegcliError("give either --pred (score files) or --weights (predict, then score), not both")
+    if options.pred is not None:
+        if Path(options.pred).is_dir():
+            report = _semantic_files(options)
+        else:
+            report = _instance_files(options)
+        out = new_eval_dir(options.out)
+    else:
+        existed = options.out is not None and Path(options.out).exists()
+        out = new_eval_dir(options.out)
+        try:
+            report = _with_model(options, out, on_event)
+        except BaseException:
+            if not existed and not any(out.rglob("*")):
+                out.rmdir()  # leave nothing behind for an input error
+            raise
+    report["out"] = str(out)
+    _write_report(report, out, options)
+    return report
+
+
+# --- instance ---------------------------------------------------------------------------------
+
+
+def _instance_files(options: EvalOptions) -> dict:
+    truth = load_ground_truth(options.gt, options.images, options.label_attr)
+    predictions = load_predictions(options.pred)
+    results, warnings = join_predictions(truth, predictions)
+    report = instance_report(truth.coco, results, options.backend, options.worst)
+    report["warnings"] = truth.warnings + warnings + report["warnings"]
+    report["inputs"] = {"ground_truth": str(truth.annotation), "predictions": str(options.pred)}
+    return report
+
+
+def instance_report(ground_truth: dict, results: list[dict], backend: str = "pycocotools", worst: int = 10) -> dict:
+    """Box and mask AP, per class, curves data, dense-image AP and the worst images."""
+    warnings, notes = [], []
+    objects = Counter(a["image_id"] for a in ground_truth["annotations"] if not a.get("iscrowd", 0))
+    with_masks = [r for r in results if "segmentation" in r]
+    if with_masks and len(with_masks) < len(results):
+        warnings.append(f"{len(results) - len(with_masks)} prediction(s) have a box only: left out of mask AP")
+    segm = coco_scores(ground_truth, with_masks, "segm", backend, details=True) if with_masks or not results else None
+    bbox = coco_scores(ground_truth, results, "bbox", backend, details=True)
+    report = {"task": "instance", "backend": backend, "images": len(ground_truth["images"]),
+              "ground_truth_objects": sum(objects.values()), "predictions": len(results),
+              "segm": _public(segm), "bbox": _public(bbox)}
+    if segm is None:
+        notes.append("predictions have boxes only: mask AP not computed")
+    no_truth = [c["name"] for c in ground_truth["categories"] if c["id"] not in
+                {a["category_id"] for a in ground_truth["annotations"]}]
+    if no_truth:
+        notes.append(f"categories with no ground-truth object (n/a, not in the means): {', '.join(no_truth)}")
+    densest = max(objects.values(), default=0)
+    if densest > COCO_MAX_DETS and results:
+        dense = {"max_dets": densest}
+        for name, scores in (("segm", segm), ("bbox", bbox)):
+            if scores is not None:
+                again = coco_scores(ground_truth, with_masks if name == "segm" else results, name, backend,
+                                    max_dets=densest)
+                dense[name] = {k: again[k] for k in ("AP", "AP50", "AP75")}
+        report["dense"] = dense
+        notes.append(f"an image holds {densest} objects, more than COCO's 100 detections: AP is also given with "
+                     f"maxDets {densest} (dense)")
+    main = segm or bbox
+    names = {img["id"]: img.get("file_name", str(img["id"])) for img in ground_truth["images"]}
+    rows = []
+    for image_id, counts in main.get("per_image", {}).items():
+        tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        rows.append({"image_id": image_id, "image": names.get(image_id, str(image_id)), "tp": tp, "fp": fp, "fn": fn,
+                     "f1": round(f1, 4)})
+    rows.sort(key=lambda r: (r["f1"], -(r["fp"] + r["fn"]), r["image"]))
+    report["worst_images"] = [r for r in rows if r["f1"] < 1][:worst]
+    report["notes"], report["warnings"] = notes, warnings
+    report["_curves"] = {k: (v["precision"], v["recall_thresholds"]) for k, v in (("segm", segm), ("bbox", bbox))
+                         if v is not None and "precision" in v}
+    return report
+
+
+def _public(scores: dict | None) -> dict | None:
+    if scores is None:
+        return None
+    return {**{k: scores[k] for k in STAT_NAMES}, "per_class": scores["per_class"]}
+
+
+# --- semantic ---------------------------------------------------------------------------------
+
+
+def _semantic_files(options: EvalOptions) -> dict:
+    warnings: list[str] = []
+    if is_mask_folder(options.gt):
+        truth = read_mask_maps(options.gt)
+    else:
+        loaded = load_ground_truth(options.gt, options.images, options.label_attr)
+        warnings += loaded.warnings
+        truth = ground_truth_maps(loaded)
+    predicted = read_mask_maps(options.pred, default_names=truth.names)
+    for maps in (truth, predicted):
+        if maps.binary_255:
+            warnings.append(f"{maps.source}: one-class masks of 0 and 255: 255 read as the class, not as ignore")
+    report = semantic_report(truth, predicted, options.ignore_index, warnings)
+    report["inputs"] = {"ground_truth": str(options.gt), "predictions": str(options.pred)}
+    return report
+
+
+def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.ndarray | None],
+                    ignore_index: int = 255, warnings: list[str] | None = None,
+                    predicted_names: list[str] | None = None) -> dict:
+    """Score predicted label maps against ``truth`` (joined by file stem, classes by name)."""
+    warnings = list(warnings or [])
+    names = predicted.names if isinstance(predicted, LabelMaps) else predicted_names
+    table = class_value_map(names, truth.names, warnings)
+    matrix = ConfusionMatrix(len(truth.names), ignore_index)
+    missing, used = [], set()
+    for key in truth.maps:
+        label_truth = truth.read(key)
+        if isinstance(predicted, LabelMaps):
+            found = predicted.find(key)
+            used.add(found)
+            label_predicted = predicted.read(found) if found is not None else None
+        else:
+            label_predicted = predicted(key)
+        if label_predicted is None:
+            missing.append(key)
+            label_predicted = np.zeros_like(label_truth)
+        elif label_predicted.shape != label_truth.shape:
+            where = predicted.maps[found] if isinstance(predicted, LabelMaps) else key
+            raise SegcliError(f"predicted mask is {label_predicted.shape[1]}x{label_predicted.shape[0]}, the ground "
+                              f"truth {label_truth.shape[1]}x{label_truth.shape[0]}", where)
+        if label_predicted.max(initial=0) >= len(table):
+            raise SegcliError(f"predicted mask holds value {int(label_predicted.max())}, beyond its "
+                              f"{len(names)} classes", predicted.maps[found] if isinstance(predicted, LabelMaps)
+                              else key)
+        matrix.update(label_truth, table[label_predicted])
+    if missing:
+        warnings.append(f"{len(missing)} image(s) without a predicted mask, scored as all background: "
+                        f"{', '.join(missing[:5])}")
+    if isinstance(predicted, LabelMaps):
+        extra = sorted(set(predicted.maps) - used)
+        if extra:
+            warnings.append(f"{len(extra)} predicted mask(s) with no ground truth, left out: {', '.join(extra[:5])}")
+    scores = matrix.scores(truth.names)
+    notes = [f"ignore index {ignore_index}: those ground-truth pixels are not scored"]
+    if scores["classes_without_ground_truth"]:
+        notes.append("classes with no ground-truth pixel (n/a, not in the means): "
+                     + ", ".join(scores["classes_without_ground_truth"]))
+    notes.append("per_image_mIoU: mean over images of the IoU over the classes present in each image (truth or "
+                  "prediction, background included), as the seed FCN+PSPNet work reports it")
+    return {"task": "semantic", "images": len(truth.maps), "classes": truth.names, **scores,
+            "confusion_matrix": matrix.matrix.tolist(), "notes": notes, "warnings": warnings}
+
+
+# --- with a model -----------------------------------------------------------------------------
+
+
+def _with_model(options: EvalOptions, out: Path, on_event: Callable[..., None]) -> dict:
+    from segcli.engine.predictor import Predictor, SkippedImage
+    from segcli.models.defaults import default_weights
+
+    weights = Path(options.weights) if options.weights is not None else default_weights("instance")
+    truth = load_ground_truth(options.gt, options.images, options.label_attr, need_images=True)
+    predictor = Predictor(weights, options.conf, 100, options.device, options.imgsz)
+    images = [image for image in truth.dataset.images if image.path is not None]
+    ids = {img["file_name"]: img["id"] for img in truth.coco["images"]}
+    paths = [image.path for image in images]
+    by_path = {image.path: image for image in images}
+    warnings = list(truth.warnings)
+    on_event("start", total=len(paths), task=predictor.task)
+    if predictor.task == "instance":
+        category_ids = _model_category_ids(predictor.categories, truth.coco["categories"], warnings)
+        results, kept = [], {}
+        for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
+            on_event("progress", done=done)
+            if isinstance(item, SkippedImage):
+                warnings.append(f"skipped {item.file_name}: {item.reason}")
+                continue
+            image_id = ids[by_path[item.path].file_name]
+            kept[image_id] = item
+            for rle, box, label, score in zip(item.rles, item.boxes_xyxy, item.labels, item.scores):
+                category_id = category_ids.get(int(label))
+                if category_id is None:
+                    continue
+                x1, y1, x2, y2 = (float(v) for v in box)
+                results.append({"image_id": image_id, "category_id": category_id, "score": float(score),
+                                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()
+                                                 if isinstance(rle["counts"], bytes) else rle["counts"]},
+                                "bbox": [x1, y1, x2 - x1, y2 - y1]})
+        report = instance_report(truth.coco, results, options.backend, options.worst)
+        report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, out)
+    else:
+        truth_maps = ground_truth_maps(truth)
+        predicted_maps = {}
+        for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
+            on_event("progress", done=done)
+            if isinstance(item, SkippedImage):
+                warnings.append(f"skipped {item.file_name}: {item.reason}")
+                continue
+            predicted_maps[Path(by_path[item.path].file_name).with_suffix("").as_posix()] = item.label_map
+        names = ["_background_"] + [c["name"] for c in predictor.categories]
+        report = semantic_report(truth_maps, predicted_maps.get, options.ignore_index, predicted_names=names)
+    report["warnings"] = warnings + report["warnings"]
+    report["inputs"] = {"ground_truth": str(truth.annotation), "weights": str(weights), "conf": options.conf}
+    on_event("end")
+    return report
+
+
+def _model_category_ids(model_categories: list[dict], truth_categories: list[dict], warnings: list[str]) -> dict:
+    """Model label (1..C) -> ground-truth category id, by name."""
+    by_name = {c["name"].casefold(): c["id"] for c in truth_categories}
+    mapping, absent = {}, []
+    for label, category in enumerate(model_categories, start=1):
+        gt_id = by_name.get(category["name"].casefold())
+        if gt_id is None:
+            absent.append(category["name"])
+        else:
+            mapping[label] = gt_id
+    if absent:
+        warnings.append(f"model classes absent from the ground truth, their predictions left out: {', '.join(absent)}")
+    if not mapping:
+        raise SegcliError("no class of the model is in the ground truth (model: "
+                          + ", ".join(c["name"] for c in model_categories) + ")")
+    return mapping
+
+
+def _draw_worst(rows: list[dict], kept: dict, predictor, out: Path) -> list[dict]:
+    """Overlays of the worst images in out/worst/, their paths added to the rows."""
+    from segcli.engine.overlay import draw_instances
+    from segcli.engine.predict_outputs import write_overlay
+    from segcli.engine.predictor import decode_image
+
+    names = [c["name"] for c in predictor.categories]
+    for rank, row in enumerate(rows, start=1):
+        item = kept.get(row["image_id"])
+        rgb = decode_image(item.path) if item is not None else None
+        if rgb is None or rgb.shape[:2] != (item.height, item.width):
+            continue
+        path = out / "worst" / f"{rank:02d}_{Path(row['image']).stem}.jpg"
+        write_overlay(draw_instances(rgb, item.rles, item.boxes_xyxy, item.labels, item.scores, names), path)
+        row["overlay"] = str(path)
+    return rows
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _write_report(report: dict, out: Path, options: EvalOptions) -> None:
+    files = {"metrics": str(out / "metrics.json")}
+    for name, (precision, recall) in report.pop("_curves", {}).items():
+        path = out / f"pr_curves_{name}.png"
+        plot_pr_curves(precision, recall, "mask" if name == "segm" else "box", path)
+        files[f"pr_curves_{name}"] = str(path)
+    if report["task"] == "semantic":
+        path = out / "confusion_matrix.png"
+        plot_confusion_matrix(np.asarray(report["confusion_matrix"]), report["classes"], path)
+        files["confusion_matrix"] = str(path)
+    report["files"] = files
+    clean = _json_safe(report)
+    write_json_atomic(out / "metrics.json", clean, overwrite=True, indent=1)
+    if options.json_path is not None:
+        write_json_atomic(Path(options.json_path), clean, overwrite=True, indent=1)
+
+
+def _json_safe(value):
+    """NaN (no ground truth) becomes null; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
