@@ -11,6 +11,7 @@ plots) and are returned as one JSON-able report; warnings explain every join and
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_maps, is_mask_folder,
                                        join_predictions, load_ground_truth, load_predictions, read_mask_maps)
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
-from segcli.engine.evaluate import STAT_NAMES, ConfusionMatrix, coco_scores
+from segcli.engine.evaluate import STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
 from segcli.errors import SegcliError
 from segcli.fileio import write_json_atomic
 
@@ -100,15 +101,22 @@ def _instance_files(options: EvalOptions) -> dict:
     return report
 
 
-def instance_report(ground_truth: dict, results: list[dict], backend: str = "pycocotools", worst: int = 10) -> dict:
-    """Box and mask AP, per class, curves data, dense-image AP and the worst images."""
+def instance_report(ground_truth: dict, results: list[dict], backend: str = "pycocotools", worst: int = 10,
+                    processes: int | None = None) -> dict:
+    """Box and mask AP, per class, curves data, dense-image AP and the worst images.
+
+    ``processes``: for pycocotools' per-image matching (default: the CPU count, at most 4)."""
+    processes = processes or min(4, os.cpu_count() or 1)
     warnings, notes = [], []
     objects = Counter(a["image_id"] for a in ground_truth["annotations"] if not a.get("iscrowd", 0))
     with_masks = [r for r in results if "segmentation" in r]
     if with_masks and len(with_masks) < len(results):
         warnings.append(f"{len(results) - len(with_masks)} prediction(s) have a box only: left out of mask AP")
-    segm = coco_scores(ground_truth, with_masks, "segm", backend, details=True) if with_masks or not results else None
-    bbox = coco_scores(ground_truth, results, "bbox", backend, details=True)
+    index = coco_from_dict(ground_truth, backend)  # one index for every call (none changes what the next reads)
+    segm = coco_scores(ground_truth, with_masks, "segm", backend, details=True, gt_index=index,
+                       processes=processes) if (
+        with_masks or not results) else None
+    bbox = coco_scores(ground_truth, results, "bbox", backend, details=True, gt_index=index, processes=processes)
     report = {"task": "instance", "backend": backend, "images": len(ground_truth["images"]),
               "ground_truth_objects": sum(objects.values()), "predictions": len(results),
               "segm": _public(segm), "bbox": _public(bbox)}
@@ -124,7 +132,7 @@ def instance_report(ground_truth: dict, results: list[dict], backend: str = "pyc
         for name, scores in (("segm", segm), ("bbox", bbox)):
             if scores is not None:
                 again = coco_scores(ground_truth, with_masks if name == "segm" else results, name, backend,
-                                    max_dets=densest)
+                                    max_dets=densest, gt_index=index, processes=processes)
                 dense[name] = {k: again[k] for k in ("AP", "AP50", "AP75")}
         report["dense"] = dense
         notes.append(f"an image holds {densest} objects, more than COCO's 100 detections: AP is also given with "

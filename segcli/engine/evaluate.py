@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import multiprocessing
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -23,9 +24,15 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 
 
 def coco_from_dict(data: dict, backend: str = "pycocotools"):
-    """A COCO index built from an in-memory dict (a copy: evaluation rewrites it), without prints."""
+    """A COCO index built from an in-memory dict, without prints.
+
+    COCOeval rewrites ground-truth annotations in place (segmentation -> RLE, ignore flags) by
+    assigning keys, so a fresh dict per annotation protects ``data``; a deep copy of every
+    polygon would cost more than the evaluation of small objects."""
     coco = _backend(backend)[0]()
-    coco.dataset = copy.deepcopy(data)
+    coco.dataset = {**data, "annotations": [dict(a) for a in data.get("annotations", [])],
+                    "images": [dict(i) for i in data.get("images", [])],
+                    "categories": [dict(c) for c in data.get("categories", [])]}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
@@ -46,7 +53,7 @@ def _backend(name: str):
 
 
 def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backend: str = "pycocotools",
-                max_dets: int | None = None, details: bool = False) -> dict:
+                max_dets: int | None = None, details: bool = False, gt_index=None, processes: int = 1) -> dict:
     """COCOeval statistics and per-class AP.
 
     Args:
@@ -56,15 +63,17 @@ def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backe
         backend: "pycocotools" or "faster" (faster-coco-eval, same figures).
         max_dets: raise the largest maxDets from 100 to this (dense images).
         details: also return the precision array (PR curves) and per-image counts.
+        gt_index: a ``coco_from_dict(ground_truth)`` to reuse (one index serves several calls).
+        processes: pycocotools: share the per-image matching among this many forked processes.
 
     Returns:
         {"AP": ..., "AP50": ..., ..., "per_class": {name: AP}} (+ "precision", "recall_thresholds",
         "per_image" with ``details``); all -1 when there is no ground truth, 0 with no detections.
     """
-    gt = coco_from_dict(ground_truth, backend)
+    gt = gt_index or coco_from_dict(ground_truth, backend)
     if not detections or not gt.getAnnIds():
         return {**{name: 0.0 if gt.getAnnIds() else -1.0 for name in STAT_NAMES}, "per_class": {}}
-    results = copy.deepcopy(detections)
+    results = [dict(r) for r in detections]  # loadRes adds keys (id, area) to each result in place
     if iou_type == "segm":
         for result in results:
             result.pop("bbox", None)  # loadRes would take box area for the area buckets
@@ -74,7 +83,10 @@ def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backe
         evaluator = coco_eval(gt, dt, iou_type, **({"separate_eval": True} if backend == "faster" and details else {}))
         if max_dets:
             evaluator.params.maxDets = [1, 10, int(max_dets)]
-        evaluator.evaluate()
+        if backend == "pycocotools":
+            evaluate_in_processes(evaluator, processes)
+        else:
+            evaluator.evaluate()
         evaluator.accumulate()
         if not max_dets:
             evaluator.summarize()
@@ -98,6 +110,54 @@ def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backe
         scores["recall_thresholds"] = np.asarray(evaluator.params.recThrs)
         scores["per_image"] = _per_image_counts(evaluator)
     return scores
+
+
+PARALLEL_MIN_IMAGES = 400
+_FORKED: tuple | None = None  # (evaluator, image id chunks) handed to forked workers
+
+
+def evaluate_in_processes(evaluator: COCOeval, processes: int) -> None:
+    """``evaluator.evaluate()``, its per-image matching shared among forked processes.
+
+    COCOeval matches every (image, category, area range) on its own, in Python; each process
+    runs the unchanged pycocotools code on a contiguous slice of the sorted image ids, and the
+    slices' results are put back in COCOeval's own order (category, area range, image), so
+    ``accumulate`` and every figure are exactly those of one process.
+    """
+    params = evaluator.params
+    params.imgIds = [int(i) for i in np.unique(params.imgIds)]
+    if (processes < 2 or len(params.imgIds) < PARALLEL_MIN_IMAGES
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        evaluator.evaluate()
+        return
+    global _FORKED
+    chunks = [[int(i) for i in chunk] for chunk in np.array_split(np.asarray(params.imgIds), processes)]
+    _FORKED = (evaluator, chunks)
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            parts = pool.map(_evaluate_chunk, range(processes))
+    finally:
+        _FORKED = None
+    if params.useCats:
+        params.catIds = [int(c) for c in np.unique(params.catIds)]
+    params.maxDets = sorted(params.maxDets)
+    categories, areas = (len(params.catIds) if params.useCats else 1), len(params.areaRng)
+    merged = []
+    for k in range(categories):
+        for a in range(areas):
+            for chunk, part in zip(chunks, parts):
+                start = (k * areas + a) * len(chunk)
+                merged += part[start:start + len(chunk)]
+    evaluator.evalImgs = merged
+    evaluator._paramsEval = copy.deepcopy(params)
+
+
+def _evaluate_chunk(index: int) -> list:
+    evaluator, chunks = _FORKED
+    evaluator.params.imgIds = chunks[index]
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.evaluate()
+    return evaluator.evalImgs
 
 
 def _mean_valid(values: np.ndarray) -> float:

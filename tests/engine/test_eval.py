@@ -284,3 +284,29 @@ def test_semantic_binary_0_255_masks_and_absent_classes(tmp_path):
     result = CliRunner().invoke(app, ["eval", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "small"),
                                       "--out", str(tmp_path / "h")])
     assert result.exit_code == 2 and "a.png" in result.output and "10x10" in result.output
+
+
+def test_matching_shared_among_processes_gives_identical_figures():
+    rng = np.random.default_rng(3)
+    images, annotations, results = [], [], []
+    for image_id in range(1, 421):  # above the size where the matching is shared
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": 64, "height": 64})
+        for _ in range(3):
+            x, y, size = (int(v) for v in rng.integers(0, 40, size=3))
+            size = 4 + size % 20
+            box = [float(x), float(y), float(size), float(size)]
+            category = int(rng.integers(1, 3))
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
+                                "bbox": box, "area": float(size * size), "iscrowd": 0,
+                                "segmentation": [[x, y, x + size, y, x + size, y + size, x, y + size]]})
+            dx = int(rng.integers(-3, 4))
+            results.append({"image_id": image_id, "category_id": category, "score": float(rng.random()),
+                            "bbox": [x + dx, y, size, size],
+                            "segmentation": _square_rle(max(0, x + dx), y, size, 64, 64)})
+    truth = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    one = instance_report(truth, results, processes=1)
+    two = instance_report(truth, results, processes=2)
+    for kind in ("segm", "bbox"):
+        assert one[kind] == two[kind]
+    assert one["worst_images"] == two["worst_images"]
+    assert 0.1 < one["segm"]["AP"] < 0.9
