@@ -220,8 +220,8 @@ def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.
     if scores["classes_without_ground_truth"]:
         notes.append("classes with no ground-truth pixel (n/a, not in the means): "
                      + ", ".join(scores["classes_without_ground_truth"]))
-    notes.append("per_image_mIoU: mean over images of the IoU over the classes present in each image (truth or "
-                  "prediction, background included), as the seed FCN+PSPNet work reports it")
+    notes.append("per_image_mIoU: mean over images of the IoU over the classes in each image's ground truth "
+                  "(background included, classes only predicted ignored), as the seed FCN+PSPNet work reports it")
     return {"task": "semantic", "images": len(truth.maps), "classes": truth.names, **scores,
             "confusion_matrix": matrix.matrix.tolist(), "notes": notes, "warnings": warnings}
 

@@ -193,7 +193,7 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-        self.image_iou: list[float] = []  # per image: mean IoU over the classes present in it
+        self.image_iou: list[float] = []  # per image: mean IoU over the classes in its ground truth
         self.image_accuracy: list[float] = []
 
     def update(self, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -209,7 +209,7 @@ class ConfusionMatrix:
         self.matrix += matrix
         hits, truth_pixels, predicted_pixels = np.diag(matrix), matrix.sum(1), matrix.sum(0)
         union = truth_pixels + predicted_pixels - hits
-        present = union > 0
+        present = truth_pixels > 0  # the seed's definition: classes predicted but absent are not counted
         if present.any():
             self.image_iou.append(float((hits[present] / union[present]).mean()))
             self.image_accuracy.append(float(hits.sum() / truth.size) if truth.size else float("nan"))
@@ -231,8 +231,8 @@ class ConfusionMatrix:
                 "per_class_iou": dict(zip(names, map(float, iou))),
                 "per_class_accuracy": dict(zip(names, map(float, accuracy))),
                 "classes_without_ground_truth": [n for n, t in zip(names, true_pixels) if t == 0],
-                # the seed FCN+PSPNet work's definition: a mean over images of each image's IoU
-                # over the classes present in it (truth or prediction), background included
+                # the seed FCN+PSPNet work's definition: a mean over images of each image's IoU over
+                # the classes in its ground truth (background included; predicted-only classes ignored)
                 "per_image_mIoU": _nanmean(np.asarray(self.image_iou, dtype=np.float64)),
                 "per_image_pixel_accuracy": _nanmean(np.asarray(self.image_accuracy, dtype=np.float64))}
 
