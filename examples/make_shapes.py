@@ -1,7 +1,13 @@
-"""Regenerate the example datasets in examples/shapes (train: seed 0, val: seed 1).
+"""Generate synthetic shapes datasets (circles, squares, triangles), deterministically from a seed.
 
-    python examples/make_shapes.py            # 40 train + 20 val images, JPEG, VIA 2 project
-    python examples/make_shapes.py --train 400 --val 60 --out /tmp/shapes_big --png
+    python examples/make_shapes.py                      # examples/shapes: 40 train (seed 0) + 20 val (seed 1), JPEG
+    python examples/make_shapes.py --train 600 --val 60 --seed 100 --out data/shapes600 --png
+    python examples/make_shapes.py --train 0 --val 80 --seed 201 --out data/shapes_test --png --coco
+    python examples/make_shapes.py --sizes 320x240,640x480,256x256 --coco --out data/mixed
+
+Each split folder gets images/ and via_project.json (VIA 2; and coco.json with --coco), so it
+is a DATA folder for `segcli train` and a split for `segcli eval`. The weights in weights/ were
+trained on --train 600 --val 60 --seed 100 --png (see weights/README.md).
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="train seed; val uses seed + 1")
     parser.add_argument("--png", action="store_true", help="lossless PNG images (larger)")
+    parser.add_argument("--coco", action="store_true", help="also write coco.json in each split")
+    parser.add_argument("--sizes", default="320x240", help="image sizes WxH, comma-separated (each image picks one)")
     args = parser.parse_args()
     fmt = "png" if args.png else "jpg"
+    sizes = tuple(tuple(int(v) for v in size.lower().split("x")) for size in args.sizes.split(","))
     for split, count, seed in (("train", args.train, args.seed), ("val", args.val, args.seed + 1)):
-        path = generate_shapes_dataset(args.out / split, count, seed, image_format=fmt)
-        print(f"{split}: {count} images -> {path}")
+        if count:
+            path = generate_shapes_dataset(args.out / split, count, seed, sizes=sizes, coco=args.coco,
+                                           image_format=fmt)
+            print(f"{split}: {count} images -> {path}")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,18 @@ are written as images are done; the JSON files atomically at the end.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.distributed as dist
 
 from segcli.engine.overlay import draw_instances, draw_semantic
@@ -54,6 +57,7 @@ class PredictOptions:
     review_below: float = 0.7
     resume: bool = False
     tile: int | None = None
+    procs: int = 1
 
 
 def new_output_dir(out: Path | None, resume: bool = False) -> Path:
@@ -99,20 +103,16 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1)}
     todo = [path for path in paths if relative_name(path, root) not in lines][group.rank::group.world_size]
     formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
+    processes = local_processes(options.procs, predictor.device, len(todo), group)
     start = time.perf_counter()
-    emit("start", total=len(todo), out=out, task=predictor.task, resumed=len(lines))
+    emit("start", total=len(todo), out=out, task=predictor.task, resumed=len(lines), processes=processes)
     journal_path = out / (JOURNAL if group.is_main else f"results.rank{group.rank}.jsonl")
-    with open(journal_path, "a", encoding="utf-8") as journal:
-        finish = ImageFinisher(out, names, options, predictor.task, formats, keep, ids, journal, lines)
-        writer = BackgroundWriter(finish)
-        try:
-            for done, result in enumerate(predictor.predict(todo, root, options.batch, options.workers), start=1):
-                if isinstance(result, SkippedImage):
-                    emit("warning", text=f"skipped {result.file_name}: {result.reason}")
-                writer.submit(result)
-                emit("progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start))
-        finally:
-            writer.close()
+    if processes > 1:
+        _predict_in_processes(predictor, todo, root, options, out, ids, formats, keep, lines, processes, emit, start)
+    else:
+        shard = Shard(out, names, options, predictor.task, formats, keep, ids, lines)
+        shard.run(predictor, todo, root, journal_path, lambda done: emit(
+            "progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start)), emit)
     elapsed = time.perf_counter() - start
     barrier(group)
     if not group.is_main:
@@ -132,7 +132,7 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
                "done": len(records), "predicted_now": new, "skipped": skipped, "instances_per_class": dict(counts),
                "seconds": elapsed, "images_per_s": new / elapsed if elapsed else 0.0,
-               "processes": group.world_size, "files": {k: str(v) for k, v in written.items()}}
+               "processes": max(group.world_size, processes), "files": {k: str(v) for k, v in written.items()}}
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
     emit("end", **summary)
     return summary
@@ -144,6 +144,102 @@ def _shared_output_dir(group, options: PredictOptions) -> Path:
     if group.distributed:
         dist.broadcast_object_list(folder, src=0)
     return Path(folder[0])
+
+
+class Shard:
+    """One process's share of the images: predict them, finish each on the writer thread, and
+    append each to this process's journal."""
+
+    def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
+                 keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict]):
+        self.out, self.names, self.options, self.task = out, names, options, task
+        self.formats, self.keep, self.ids, self.lines = formats, keep, ids, lines
+
+    def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
+            on_progress: Callable[[int], None], emit: Callable[..., None]) -> None:
+        with open(journal_path, "a", encoding="utf-8") as journal:
+            finish = ImageFinisher(self.out, self.names, self.options, self.task, self.formats, self.keep, self.ids,
+                                   journal, self.lines)
+            writer = BackgroundWriter(finish)
+            try:
+                for done, result in enumerate(predictor.predict(paths, root, self.options.batch, self.options.workers),
+                                              start=1):
+                    if isinstance(result, SkippedImage):
+                        emit("warning", text=f"skipped {result.file_name}: {result.reason}")
+                    writer.submit(result)
+                    on_progress(done)
+            finally:
+                writer.close()
+
+
+MIN_IMAGES_PER_PROCESS = 16
+_FORKED: tuple | None = None  # what forked prediction processes inherit (the loaded model among it)
+
+
+def local_processes(requested: int, device, images: int, group) -> int:
+    """How many local prediction processes to run: ``requested``, or with 0 (auto) one per CPU
+    core (at most 4) on the CPU, where Mask R-CNN runs faster as N one-thread processes than as
+    one N-thread process; 1 on a GPU, under torchrun, or for a handful of images."""
+    if group.distributed or device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if requested == 0:
+        requested = min(4, os.cpu_count() or 1)
+    return max(1, min(requested, images // MIN_IMAGES_PER_PROCESS))
+
+
+def _predict_in_processes(predictor: Predictor, todo: list[Path], root: Path, options: PredictOptions, out: Path,
+                          ids: dict[str, int], formats: set[str], keep: set[int] | None, lines: dict[str, dict],
+                          processes: int, emit: Callable[..., None], start: float) -> None:
+    """Every ``processes``-th image to each of ``processes`` one-thread processes (this one is
+    the first); each keeps its own journal, merged afterwards like torchrun's. The others are
+    forked, so they start at once with the model already loaded (copy-on-write)."""
+    global _FORKED
+    context = multiprocessing.get_context("fork")
+    options = replace(options, workers=min(options.workers, 1))  # decoding is cheap next to a one-thread model
+    counter = context.Value("i", 0)
+    _FORKED = (predictor, todo, processes, root, options, out, ids, formats, keep, counter)
+    children = [context.Process(target=_shard_process, args=(rank,)) for rank in range(1, processes)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for child in children:
+            child.start()
+        own = Shard(out, [c["name"] for c in predictor.categories], options, predictor.task, formats, keep, ids, lines)
+
+        def progress(done: int) -> None:
+            total_done = done + counter.value
+            emit("progress", done=total_done, total=len(todo), images_per_s=total_done / (time.perf_counter() - start))
+
+        own.run(predictor, todo[0::processes], root, out / JOURNAL, progress, emit)
+        for child in children:
+            while child.is_alive():
+                child.join(timeout=0.5)
+                progress(len(todo[0::processes]))
+        failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
+        if failed:
+            raise SegcliError(f"prediction process {failed[0]} failed (exit code {children[failed[0] - 1].exitcode}); "
+                              "finished images are kept: run again with --resume", out)
+    finally:
+        _FORKED = None
+        torch.set_num_threads(threads)
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+                child.join()
+
+
+def _shard_process(rank: int) -> None:
+    """A forked prediction process: the inherited model on one thread, its own journal."""
+    predictor, todo, processes, root, options, out, ids, formats, keep, counter = _FORKED
+    torch.set_num_threads(1)
+    paths = todo[rank::processes]
+    shard = Shard(out, [c["name"] for c in predictor.categories], options, predictor.task, formats, keep, ids, {})
+
+    def progress(done: int) -> None:
+        with counter.get_lock():
+            counter.value += 1
+
+    shard.run(predictor, paths, root, out / f"results.rank{rank}.jsonl", progress, lambda *a, **k: None)
 
 
 class ImageFinisher:
