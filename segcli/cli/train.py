@@ -90,6 +90,7 @@ class ProgressPrinter:
 
 
 def train(
+    context: typer.Context,
     data: Annotated[Path | None, typer.Argument(help="Folder with train/ and val/ (images + one VIA or COCO file each).")] = None,
     task: Annotated[Task | None, typer.Option("--task", help="instance (Mask R-CNN) or semantic (FCN+PSPNet).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Architecture (see `segcli models`).")] = None,
@@ -133,9 +134,9 @@ def train(
     with user_errors():
         try:
             if resume is not None:
-                trainer = Trainer.resume(resume, printer, epochs=epochs if _given("--epochs") else None,
-                                         task=task.value if task else None, device=device if _given("--device") else None,
-                                         workers=workers if _given("--workers") else None)
+                trainer = Trainer.resume(resume, printer, epochs=epochs if _given(context, "--epochs") else None,
+                                         task=task.value if task else None, device=device if _given(context, "--device") else None,
+                                         workers=workers if _given(context, "--workers") else None)
             else:
                 config = TrainConfig(
                     data=_s(data), train=_s(train_ann), train_images=_s(train_images), val=_s(val_ann),
@@ -154,10 +155,7 @@ def _s(value: Path | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def _given(option: str) -> bool:
+def _given(context: typer.Context, option: str) -> bool:
     """True when ``option`` was typed on the command line (so --resume keeps the saved value otherwise)."""
-    import click
-
-    context = click.get_current_context()
     source = context.get_parameter_source(option.lstrip("-").replace("-", "_"))
     return source is not None and source.name == "COMMANDLINE"

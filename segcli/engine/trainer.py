@@ -231,7 +231,7 @@ class Trainer:
         total = self.config.epochs * len(self.train_loader)
         now = learning_rate(self.config, self.state.iteration, total)
         self.on_event("message", text=(
-            f"extending the run from {previous} to {self.config.epochs} epochs: the warm-up/cosine schedule "
+            f"{'extending' if self.config.epochs > previous else 'shortening'} the run from {previous} to {self.config.epochs} epochs: the warm-up/cosine schedule "
             f"is rebuilt over {self.config.epochs} epochs from iteration {self.state.iteration}; the learning "
             f"rate continues at {now:.3g} and decays to {0.01 * self.config.lr:.3g} at the new end"))
 
