@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--procs", type=int, default=0, help="segcli prediction processes (0: auto, as the CLI)")
     parser.add_argument("--conf", type=float, default=0.5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,12 +98,13 @@ def main() -> None:
         t_naive = naive(weights, images, root / "naive", args.conf)
         start = time.perf_counter()
         summary = predict_folder(root / "test" / "images", PredictOptions(weights=weights, out=root / "ours", conf=args.conf,
-                                                                          batch=args.batch, workers=args.workers))
+                                                                          batch=args.batch, workers=args.workers,
+                                                                          procs=args.procs))
         t_ours = time.perf_counter() - start
         t_model = model_only(weights, images, args.conf, args.batch)
     n = len(images)
     print(f"{n} images {args.size}, {label}, conf {args.conf}, batch {args.batch}, "
-          f"{args.workers} worker(s), {torch.get_num_threads()} threads; "
+          f"{args.workers} worker(s), {summary['processes']} process(es), {torch.get_num_threads()} threads; "
           f"{sum(summary['instances_per_class'].values())} instances found")
     print(f"  naive loop   {t_naive:6.2f} s  {n / t_naive:5.2f} images/s")
     print(f"  segcli       {t_ours:6.2f} s  {n / t_ours:5.2f} images/s   ratio to naive {t_naive / t_ours:.2f}x")
