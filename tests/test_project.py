@@ -25,17 +25,18 @@ def quickstart_commands() -> list[list[str]]:
 
 
 def test_readme_quickstart_runs(tmp_path, monkeypatch):
+    """The main quickstart command: the shipped model labels the example images, then is scored."""
     commands = quickstart_commands()
-    assert [c[0] for c in commands] == ["convert", "stats"]
+    assert [c[:2] for c in commands] == [["predict", "folder"], ["eval", "examples/shapes/val"]]
     monkeypatch.chdir(ROOT)
     runner = CliRunner()
-    for args in commands:
-        args = [str(tmp_path / a) if a.startswith("out/") else a for a in args]
-        result = runner.invoke(app, args)
+    for args, out in zip(commands, ("predict", "eval")):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / out), "--workers", "0"])
         assert result.exit_code == 0, result.output
-    assert "no problems found" in result.output
-    coco = json.loads((tmp_path / "out" / "shapes_train_coco.json").read_text())
-    assert len(coco["images"]) == 40 and [c["name"] for c in coco["categories"]] == ["circle", "square", "triangle"]
+    summary = json.loads((tmp_path / "predict" / "summary.json").read_text())
+    assert summary["done"] == 20 and len(list((tmp_path / "predict" / "overlays").iterdir())) == 20
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["segm"]["AP50"] > 0.9
 
 
 def test_committed_examples_match_the_generator(tmp_path):

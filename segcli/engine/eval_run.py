@@ -23,6 +23,7 @@ from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_
                                        join_predictions, load_ground_truth, load_predictions, read_mask_maps)
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
 from segcli.engine.evaluate import STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
+from segcli.engine.run_dir import next_exp_dir
 from segcli.errors import SegcliError
 from segcli.fileio import write_json_atomic
 
@@ -55,9 +56,7 @@ def new_eval_dir(out: Path | None) -> Path:
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         return Path(out)
-    base, number = Path("runs") / "eval", 1
-    while (folder := base / ("exp" if number == 1 else f"exp{number}")).exists():
-        number += 1
+    folder = next_exp_dir(Path("runs") / "eval")
     folder.mkdir(parents=True)
     return folder
 

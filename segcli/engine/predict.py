@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from segcli.engine.overlay import draw_instances, draw_semantic
 from segcli.engine.distributed import barrier, init_process_group
+from segcli.engine.run_dir import next_exp_dir
 from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, prediction_record,
                                            predictions_dataset, read_journal, record_to_line, write_label_map,
                                            write_overlay, write_prediction_files)
@@ -73,9 +74,7 @@ def new_output_dir(out: Path | None, resume: bool = False) -> Path:
             raise SegcliError("output folder exists and is not empty; choose another --out, or --resume it", out)
         Path(out).mkdir(parents=True, exist_ok=True)
         return Path(out)
-    base, number = Path("runs") / "predict", 1
-    while (folder := base / ("exp" if number == 1 else f"exp{number}")).exists():
-        number += 1
+    folder = next_exp_dir(Path("runs") / "predict")
     folder.mkdir(parents=True)
     return folder
 

@@ -137,8 +137,12 @@ def line_to_record(line: dict, image_id: int, root: Path) -> ImageRecord:
 def read_journal(out: Path) -> dict[str, dict]:
     """Finished images of an earlier run in output folder ``out`` by file name, from its journal
     and any per-process journals a distributed run left (a line torn by a kill is ignored)."""
+    return _journal_lines(sorted(Path(out).glob("results*.jsonl")))
+
+
+def _journal_lines(paths: list[Path]) -> dict[str, dict]:
     lines = {}
-    for path in sorted(Path(out).glob("results*.jsonl")):
+    for path in paths:
         for text in path.read_text(encoding="utf-8").splitlines():
             try:
                 line = json.loads(text)
@@ -152,14 +156,7 @@ def merge_journals(out: Path) -> dict[str, dict]:
     """Fold the per-process journals of a distributed run into ``out``'s journal (then remove
     them); returns their lines by file name."""
     parts = sorted(Path(out).glob("results.rank*.jsonl"))
-    lines = {}
-    for part in parts:
-        for text in part.read_text(encoding="utf-8").splitlines():
-            try:
-                line = json.loads(text)
-                lines[line["file_name"]] = line
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+    lines = _journal_lines(parts)
     if parts:
         with open(Path(out) / JOURNAL, "a", encoding="utf-8") as journal:
             journal.writelines(json.dumps(line) + "\n" for line in lines.values())

@@ -16,6 +16,14 @@ from segcli.errors import SegcliError
 from segcli.fileio import atomic_path
 
 
+def next_exp_dir(base: Path) -> Path:
+    """The first of ``base``/exp, exp2, exp3, ... that does not exist yet (not created)."""
+    number = 1
+    while (folder := Path(base) / ("exp" if number == 1 else f"exp{number}")).exists():
+        number += 1
+    return folder
+
+
 def new_run_dir(out: Path, name: str | None, task: str) -> Path:
     """A fresh folder under ``out`` (default ``runs/<task>``): ``name`` or exp, exp2, exp3, ...
 
@@ -28,9 +36,7 @@ def new_run_dir(out: Path, name: str | None, task: str) -> Path:
         if folder.exists():
             raise SegcliError("run folder exists; choose another --name, or --resume it", folder)
     else:
-        number = 1
-        while (folder := base / ("exp" if number == 1 else f"exp{number}")).exists():
-            number += 1
+        folder = next_exp_dir(base)
     try:
         (folder / "weights").mkdir(parents=True)
     except OSError as exc:
