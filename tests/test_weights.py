@@ -43,11 +43,11 @@ def test_default_instance_model_scores_on_the_example_val_split(tmp_path):
 
 
 def test_default_semantic_model_scores_on_the_example_val_split(tmp_path):
-    weights = default_weights("semantic")
-    result = CliRunner().invoke(app, ["eval", str(EXAMPLE_VAL), "--weights", str(weights), "--out",
+    result = CliRunner().invoke(app, ["eval", str(EXAMPLE_VAL), "--task", "semantic", "--out",
                                       str(tmp_path / "e"), "--workers", "0"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert report["inputs"]["weights"].endswith(DEFAULT_WEIGHTS["semantic"])
     assert report["mIoU"] >= MIOU_FLOOR and report["pixel_accuracy"] >= PIXEL_ACCURACY_FLOOR, report
     assert (tmp_path / "e" / "confusion_matrix.png").is_file()
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from segcli.cli.common import LabelAttrOption, console, err_console, user_errors
+from segcli.cli.common import LabelAttrOption, Task, console, err_console, user_errors
 
 
 class Backend(str, Enum):
@@ -25,6 +25,7 @@ def evaluate(
     gt: Annotated[Path | None, typer.Option("--gt", help="Ground truth (instead of DATA): annotation file, split folder or label-mask folder.")] = None,
     pred: Annotated[Path | None, typer.Option("--pred", help="Predictions: COCO results JSON (instance) or a folder of label PNGs (semantic).")] = None,
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Predict with this checkpoint, then score (default: the shipped instance model).")] = None,
+    task: Annotated[Task, typer.Option("--task", help="Without --weights or --pred: the shipped instance or semantic model.")] = Task.instance,
     images: Annotated[Path | None, typer.Option("--images", "-i", help="Image folder (default: beside the annotation file).", file_okay=False)] = None,
     conf: Annotated[float, typer.Option("--conf", help="Score threshold when predicting (COCO AP wants a low one).")] = 0.05,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json and plots (default runs/eval/exp, exp2, ...).")] = None,
@@ -41,7 +42,8 @@ def evaluate(
     """Score a model or prediction files: COCO box/mask AP per class, or mIoU and pixel accuracy.
 
     Examples:
-      segcli eval examples/shapes/val                      # the shipped model on the example val split
+      segcli eval examples/shapes/val                      # the shipped Mask R-CNN on the example val split
+      segcli eval examples/shapes/val --task semantic      # the shipped FCN+PSPNet
       segcli eval data/val --weights runs/instance/exp/weights/best.pt
       segcli eval --pred runs/predict/exp/predictions.json --gt data/val/via_project.json
       segcli eval --pred runs/predict/exp2/masks --gt data/val/via_project.json     # semantic
@@ -51,7 +53,7 @@ def evaluate(
     if data is not None and gt is not None:
         err_console.print("[red]error:[/] give DATA or --gt, not both")
         raise typer.Exit(2)
-    options = EvalOptions(gt=gt or data, pred=pred, weights=weights, images=images, out=out, json_path=json_path,
+    options = EvalOptions(gt=gt or data, pred=pred, weights=weights, task=task.value, images=images, out=out, json_path=json_path,
                           conf=conf, backend=backend.value, ignore_index=ignore_index, worst=worst,
                           label_attr=label_attr, device=device, imgsz=imgsz, batch=batch, workers=workers)
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)

@@ -110,8 +110,8 @@ def folder(
     """Label every image in a folder: overlays/, predictions.json, dataset.json, via_project.json.
 
     Examples:
-      segcli predict folder examples/shapes/val/          # the shipped Mask R-CNN
-      segcli predict folder examples/shapes/val/ --task semantic    # the shipped PSPNet
+      segcli predict folder examples/shapes/val/images                  # the shipped Mask R-CNN
+      segcli predict folder examples/shapes/val/images --task semantic  # the shipped PSPNet
       segcli predict folder images/ --weights runs/instance/exp/weights/best.pt
       segcli predict folder aerial/ -w best.pt --tile 640     # small objects in huge images
       segcli predict folder photos/ -w best.pt --conf 0.3 --recursive --out labelled/

@@ -37,6 +37,7 @@ class EvalOptions:
     gt: Path | None = None
     pred: Path | None = None
     weights: Path | None = None
+    task: str = "instance"
     images: Path | None = None
     out: Path | None = None
     json_path: Path | None = None
@@ -232,7 +233,7 @@ def _with_model(options: EvalOptions, out: Path, on_event: Callable[..., None]) 
     from segcli.engine.predictor import Predictor, SkippedImage
     from segcli.models.defaults import default_weights
 
-    weights = Path(options.weights) if options.weights is not None else default_weights("instance")
+    weights = Path(options.weights) if options.weights is not None else default_weights(options.task)
     truth = load_ground_truth(options.gt, options.images, options.label_attr, need_images=True)
     predictor = Predictor(weights, options.conf, 100, options.device, options.imgsz)
     images = [image for image in truth.dataset.images if image.path is not None]
