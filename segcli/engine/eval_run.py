@@ -22,7 +22,7 @@ import numpy as np
 from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_maps, is_mask_folder,
                                        join_predictions, load_ground_truth, load_predictions, read_mask_maps)
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
-from segcli.engine.evaluate import STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
+from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
 from segcli.engine.run_dir import next_exp_dir
 from segcli.errors import SegcliError
 from segcli.fileio import write_json_atomic
@@ -311,7 +311,9 @@ def _draw_worst(rows: list[dict], kept: dict, predictor, out: Path) -> list[dict
         if rgb is None or rgb.shape[:2] != (item.height, item.width):
             continue
         path = out / "worst" / f"{rank:02d}_{Path(row['image']).stem}.jpg"
-        write_overlay(draw_instances(rgb, item.rles, item.boxes_xyxy, item.labels, item.scores, names), path)
+        shown = [k for k, score in enumerate(item.scores) if score >= PER_IMAGE_MIN_SCORE]  # what was counted
+        write_overlay(draw_instances(rgb, [item.rles[k] for k in shown], item.boxes_xyxy[shown], item.labels[shown],
+                                     item.scores[shown], names), path)
         row["overlay"] = str(path)
     return rows
 

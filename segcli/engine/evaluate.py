@@ -165,7 +165,11 @@ def _mean_valid(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else -1.0
 
 
-def _per_image_counts(evaluator, min_score: float = 0.5) -> dict[int, dict]:
+PER_IMAGE_MIN_SCORE = 0.5
+"""Detections below this score are left out of the per-image counts (and the worst-image overlays)."""
+
+
+def _per_image_counts(evaluator, min_score: float = PER_IMAGE_MIN_SCORE) -> dict[int, dict]:
     """True positives, false positives and misses at IoU 0.5 per image among detections scoring
     at least ``min_score`` (what a user would keep), from COCOeval's greedy per-image matching
     (best score first, so lower-scored detections never change the matches of higher ones);
