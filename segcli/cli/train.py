@@ -116,6 +116,7 @@ def train(
     category: CategoryOption = "object",
     aux: Annotated[bool, typer.Option("--aux", help="Semantic: add the auxiliary head loss.")] = False,
     fp16_weights: Annotated[bool, typer.Option("--fp16-weights", help="Store best.pt in fp16 (half the size).")] = False,
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", help="Architecture argument KEY=VALUE (repeatable; `segcli models --args` lists them), e.g. backbone_layers=3.")] = None,
 ) -> None:
     """Train a segmentation model on a VIA or COCO dataset.
 
@@ -144,11 +145,29 @@ def train(
                     batch=batch, imgsz=imgsz, lr=lr, optimizer=optimizer.value if optimizer else None,
                     workers=workers, device=device, init=init.value, out=_s(out), name=name, seed=seed,
                     patience=patience, val_every=val_every, label_attr=label_attr, category=category, aux=aux,
-                    fp16_weights=fp16_weights)
+                    fp16_weights=fp16_weights, model_args=_model_args(model_arg))
                 trainer = Trainer.new(config, printer)
             trainer.run()
         finally:
             printer.stop()
+
+
+def _model_args(items: list[str] | None) -> dict:
+    """--model-arg KEY=VALUE pairs; values read as JSON (numbers, lists, true) or else as text."""
+    import json
+
+    from segcli.errors import SegcliError
+
+    parsed = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SegcliError(f"--model-arg {item!r}: expected KEY=VALUE")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = value
+    return parsed
 
 
 def _s(value: Path | None) -> str | None:

@@ -78,6 +78,7 @@ class TrainConfig:
     aux: bool = False
     clip_grad: float = 10.0
     fp16_weights: bool = False
+    model_args: dict = field(default_factory=dict)  # further architecture arguments, e.g. backbone_layers
 
     def __post_init__(self) -> None:
         self.model = self.model or DEFAULT_MODELS.get(self.task)
@@ -142,7 +143,7 @@ class Trainer:
         self.classes = class_index(self.train_split.dataset)
         overrides = {"aux": config.aux, "input_size": config.imgsz} if config.task == "semantic" \
             else {"min_size": config.imgsz}
-        self.model_args = model_args(config.model, len(self.categories) + 1, **overrides)
+        self.model_args = model_args(config.model, len(self.categories) + 1, **{**config.model_args, **overrides})
         self.train_data, self.val_data = self._datasets()
         self.model = build_model(config.model, self.model_args, config.init).to(self.device)
         self.optimizer = self._optimizer()
@@ -181,6 +182,10 @@ class Trainer:
         previous_epochs = saved["epochs"]
         saved.update({k: v for k, v in {"epochs": epochs, "device": device, "workers": workers}.items()
                       if v is not None})
+        # the architecture is the checkpoint's, whatever the defaults of this segcli version
+        stored = payload["record"]["model"]["args"]
+        defaults = model_args(saved["model"], stored["num_classes"])
+        saved["model_args"] = {k: v for k, v in stored.items() if k in defaults and k not in ("num_classes",)}
         trainer = cls(TrainConfig.from_json(saved), folder, on_event, resume=payload)
         if epochs is not None and epochs != previous_epochs:
             trainer._note_extension(previous_epochs)
