@@ -160,3 +160,16 @@ def test_two_processes_match_one_process_of_the_same_global_batch(tmp_path):
     assert losses_ddp[-1] < losses_ddp[0] and losses_single[-1] < losses_single[0]
     for a, b in zip(losses_ddp, losses_single):
         assert abs(a - b) < 0.15 * b, (losses_ddp, losses_single)
+
+
+def test_model_args_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from segcli.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "examples/shapes", "--model-arg", "nonsense", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "expected KEY=VALUE" in result.output
+    result = runner.invoke(app, ["train", "examples/shapes", "--model-arg", "colour=red", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown arguments" in result.output and "colour" in result.output
+    assert not any(tmp_path.iterdir())  # no run folder left behind
