@@ -57,15 +57,15 @@ def evaluate(
                           conf=conf, backend=backend.value, ignore_index=ignore_index, worst=worst,
                           label_attr=label_attr, device=device, imgsz=imgsz, batch=batch, workers=workers)
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
-    task = None
+    bar = None
 
-    def on_event(kind, **data):
-        nonlocal task
+    def on_event(kind, **event):
+        nonlocal bar
         if kind == "start":
             progress.start()
-            task = progress.add_task("predict", total=data["total"])
+            bar = progress.add_task("predict", total=event["total"])
         elif kind == "progress":
-            progress.update(task, completed=data["done"])
+            progress.update(bar, completed=event["done"])
         elif kind == "end":
             progress.stop()
 

@@ -25,6 +25,7 @@ from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
 from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
 from segcli.engine.run_dir import next_exp_dir
 from segcli.errors import SegcliError
+from segcli.formats import geometry
 from segcli.fileio import write_json_atomic
 
 COCO_MAX_DETS = 100
@@ -258,9 +259,7 @@ def _with_model(options: EvalOptions, out: Path, on_event: Callable[..., None]) 
                     continue
                 x1, y1, x2, y2 = (float(v) for v in box)
                 results.append({"image_id": image_id, "category_id": category_id, "score": float(score),
-                                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()
-                                                 if isinstance(rle["counts"], bytes) else rle["counts"]},
-                                "bbox": [x1, y1, x2 - x1, y2 - y1]})
+                                "segmentation": geometry.rle_to_json(rle), "bbox": [x1, y1, x2 - x1, y2 - y1]})
         report = instance_report(truth.coco, results, options.backend, options.worst)
         report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, out)
     else:

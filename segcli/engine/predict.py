@@ -106,11 +106,11 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     start = time.perf_counter()
     emit("start", total=len(todo), out=out, task=predictor.task, resumed=len(lines), processes=processes)
     journal_path = out / (JOURNAL if group.is_main else f"results.rank{group.rank}.jsonl")
+    finisher = ImageFinisher(out, names, options, predictor.task, formats, keep, ids, lines)
     if processes > 1:
-        _predict_in_processes(predictor, todo, root, options, out, ids, formats, keep, lines, processes, emit, start)
+        _predict_in_processes(predictor, finisher, todo, root, processes, emit, start)
     else:
-        shard = Shard(out, names, options, predictor.task, formats, keep, ids, lines)
-        shard.run(predictor, todo, root, journal_path, lambda done: emit(
+        finisher.run(predictor, todo, root, journal_path, lambda done: emit(
             "progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start)), emit)
     elapsed = time.perf_counter() - start
     barrier(group)
@@ -145,32 +145,6 @@ def _shared_output_dir(group, options: PredictOptions) -> Path:
     return Path(folder[0])
 
 
-class Shard:
-    """One process's share of the images: predict them, finish each on the writer thread, and
-    append each to this process's journal."""
-
-    def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
-                 keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict]):
-        self.out, self.names, self.options, self.task = out, names, options, task
-        self.formats, self.keep, self.ids, self.lines = formats, keep, ids, lines
-
-    def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
-            on_progress: Callable[[int], None], emit: Callable[..., None]) -> None:
-        with open(journal_path, "a", encoding="utf-8") as journal:
-            finish = ImageFinisher(self.out, self.names, self.options, self.task, self.formats, self.keep, self.ids,
-                                   journal, self.lines)
-            writer = BackgroundWriter(finish)
-            try:
-                for done, result in enumerate(predictor.predict(paths, root, self.options.batch, self.options.workers),
-                                              start=1):
-                    if isinstance(result, SkippedImage):
-                        emit("warning", text=f"skipped {result.file_name}: {result.reason}")
-                    writer.submit(result)
-                    on_progress(done)
-            finally:
-                writer.close()
-
-
 MIN_IMAGES_PER_PROCESS = 16
 _FORKED: tuple | None = None  # what forked prediction processes inherit (the loaded model among it)
 
@@ -186,38 +160,38 @@ def local_processes(requested: int, device, images: int, group) -> int:
     return max(1, min(requested, images // MIN_IMAGES_PER_PROCESS))
 
 
-def _predict_in_processes(predictor: Predictor, todo: list[Path], root: Path, options: PredictOptions, out: Path,
-                          ids: dict[str, int], formats: set[str], keep: set[int] | None, lines: dict[str, dict],
-                          processes: int, emit: Callable[..., None], start: float) -> None:
+def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: list[Path], root: Path, processes: int,
+                          emit: Callable[..., None], start: float) -> None:
     """Every ``processes``-th image to each of ``processes`` one-thread processes (this one is
     the first); each keeps its own journal, merged afterwards like torchrun's. The others are
     forked, so they start at once with the model already loaded (copy-on-write)."""
     global _FORKED
     context = multiprocessing.get_context("fork")
-    options = replace(options, workers=min(options.workers, 1))  # decoding is cheap next to a one-thread model
+    # decoding is cheap next to a one-thread model
+    finisher.options = replace(finisher.options, workers=min(finisher.options.workers, 1))
     counter = context.Value("i", 0)
-    _FORKED = (predictor, todo, processes, root, options, out, ids, formats, keep, counter)
+    _FORKED = (predictor, finisher, todo, processes, root, counter)
     children = [context.Process(target=_shard_process, args=(rank,)) for rank in range(1, processes)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for child in children:
             child.start()
-        own = Shard(out, [c["name"] for c in predictor.categories], options, predictor.task, formats, keep, ids, lines)
+        own = todo[0::processes]
 
         def progress(done: int) -> None:
             total_done = done + counter.value
             emit("progress", done=total_done, total=len(todo), images_per_s=total_done / (time.perf_counter() - start))
 
-        own.run(predictor, todo[0::processes], root, out / JOURNAL, progress, emit)
+        finisher.run(predictor, own, root, finisher.out / JOURNAL, progress, emit)
         for child in children:
             while child.is_alive():
                 child.join(timeout=0.5)
-                progress(len(todo[0::processes]))
+                progress(len(own))
         failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
         if failed:
             raise SegcliError(f"prediction process {failed[0]} failed (exit code {children[failed[0] - 1].exitcode}); "
-                              "finished images are kept: run again with --resume", out)
+                              "finished images are kept: run again with --resume", finisher.out)
     finally:
         _FORKED = None
         torch.set_num_threads(threads)
@@ -229,27 +203,42 @@ def _predict_in_processes(predictor: Predictor, todo: list[Path], root: Path, op
 
 def _shard_process(rank: int) -> None:
     """A forked prediction process: the inherited model on one thread, its own journal."""
-    predictor, todo, processes, root, options, out, ids, formats, keep, counter = _FORKED
+    predictor, finisher, todo, processes, root, counter = _FORKED
     torch.set_num_threads(1)
-    paths = todo[rank::processes]
-    shard = Shard(out, [c["name"] for c in predictor.categories], options, predictor.task, formats, keep, ids, {})
+    finisher.lines = {}  # this process's lines reach the parent through its journal
 
     def progress(done: int) -> None:
         with counter.get_lock():
             counter.value += 1
 
-    shard.run(predictor, paths, root, out / f"results.rank{rank}.jsonl", progress, lambda *a, **k: None)
+    finisher.run(predictor, todo[rank::processes], root, finisher.out / f"results.rank{rank}.jsonl", progress,
+                 lambda *a, **k: None)
 
 
 class ImageFinisher:
-    """Everything done for one image after the model, on the writer thread: class filter, label
-    map, overlay, VIA outlines, then the journal line (written last, so a line in the journal
-    means that image's outputs are complete)."""
+    """One process's share of the images: ``run`` predicts them, and each is finished on the
+    writer thread (``__call__``): class filter, label map, overlay, VIA outlines, then its
+    journal line (written last, so a line in the journal means that image's outputs are complete)."""
 
     def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
-                 keep: set[int] | None, ids: dict[str, int], journal, lines: dict[str, dict]):
+                 keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict]):
         self.out, self.names, self.options, self.task, self.formats = out, names, options, task, formats
-        self.keep, self.ids, self.journal, self.lines = keep, ids, journal, lines
+        self.keep, self.ids, self.lines = keep, ids, lines
+        self.journal = None
+
+    def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
+            on_progress: Callable[[int], None], emit: Callable[..., None]) -> None:
+        with open(journal_path, "a", encoding="utf-8") as self.journal:
+            writer = BackgroundWriter(self)
+            try:
+                for done, result in enumerate(predictor.predict(paths, root, self.options.batch, self.options.workers),
+                                              start=1):
+                    if isinstance(result, SkippedImage):
+                        emit("warning", text=f"skipped {result.file_name}: {result.reason}")
+                    writer.submit(result)
+                    on_progress(done)
+            finally:
+                writer.close()
 
     def __call__(self, result) -> None:
         if isinstance(result, SkippedImage):

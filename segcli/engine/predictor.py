@@ -6,8 +6,8 @@ files are reported and skipped, never modified), resized to the model's scale be
 so huge images cost what small ones do, and run in batches with the score threshold and detection
 cap inside the model. Masks are scaled back to each image's own size when encoded. With
 ``tile``, an instance model instead sees overlapping tiles of the full-resolution image (for
-small objects in huge images); detections cut by an inner tile edge are dropped (the overlap
-holds them whole in a neighbouring tile) and duplicates from overlaps are merged by NMS.
+small objects in huge images); a detection cut by an inner tile edge is dropped where a whole
+one of its class from a neighbouring tile covers it, and duplicates from overlaps are merged by NMS.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def merge_tile_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: tor
     usually holds whole in a neighbouring tile: it is dropped when half or more of its box lies
     inside a whole detection of the same class. What remains goes through class-wise NMS.
     """
-    candidates = torch.arange(len(boxes))
+    kept = torch.ones(len(boxes), dtype=torch.bool)
     if cut.any() and (~cut).any():
         pieces, whole = boxes[cut], boxes[~cut]
         left_top = torch.maximum(pieces[:, None, :2], whole[None, :, :2])
@@ -261,9 +261,8 @@ def merge_tile_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: tor
         inter = (right_bottom - left_top).clamp(min=0).prod(-1)
         area = (pieces[:, 2:] - pieces[:, :2]).clamp(min=1e-6).prod(-1)
         covered = ((inter / area[:, None] >= 0.5) & (labels[cut][:, None] == labels[~cut][None, :])).any(1)
-        drop = torch.zeros(len(boxes), dtype=torch.bool)
-        drop[torch.nonzero(cut)[:, 0][covered]] = True
-        candidates = candidates[~drop]
+        kept[cut] = ~covered
+    candidates = torch.nonzero(kept)[:, 0]
     keep = batched_nms(boxes[candidates], scores[candidates], labels[candidates], iou)
     return candidates[keep].tolist()
 
