@@ -20,12 +20,6 @@ class Optimizer(str, Enum):
     adamw = "adamw"
 
 
-class Init(str, Enum):
-    scratch = "scratch"
-    imagenet = "imagenet"
-    coco = "coco"
-
-
 SHORT = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask", "loss_objectness": "obj",
          "loss_rpn_box_reg": "rpn"}
 
@@ -101,7 +95,7 @@ def train(
     optimizer: Annotated[Optimizer | None, typer.Option("--optimizer", help="sgd (instance default) or adamw (semantic default).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    init: Annotated[Init, typer.Option("--init", help="scratch, imagenet (backbone) or coco (whole model).")] = Init.scratch,
+    init: Annotated[str, typer.Option("--init", help="scratch, imagenet (backbone), coco (whole model), or a segcli checkpoint: copy every weight that fits (e.g. a Mask R-CNN's backbone into a PSPNet).")] = "scratch",
     out: Annotated[Path | None, typer.Option("--out", help="Parent folder of runs (default runs/TASK).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default exp, exp2, ...).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder (with --epochs: extend it).")] = None,
@@ -143,7 +137,7 @@ def train(
                     data=_s(data), train=_s(train_ann), train_images=_s(train_images), val=_s(val_ann),
                     val_images=_s(val_images), task=(task or Task.instance).value, model=model, epochs=epochs,
                     batch=batch, imgsz=imgsz, lr=lr, optimizer=optimizer.value if optimizer else None,
-                    workers=workers, device=device, init=init.value, out=_s(out), name=name, seed=seed,
+                    workers=workers, device=device, init=init, out=_s(out), name=name, seed=seed,
                     patience=patience, val_every=val_every, label_attr=label_attr, category=category, aux=aux,
                     fp16_weights=fp16_weights, model_args=_model_args(model_arg))
                 trainer = Trainer.new(config, printer)

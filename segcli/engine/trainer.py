@@ -37,8 +37,9 @@ from segcli.engine.run_dir import new_run_dir, plot_curves, write_metrics_csv
 from segcli.engine.train_data import resolve_splits
 from segcli.errors import SegcliError
 from segcli.fileio import read_json, write_json_atomic
-from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint
+from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint, transfer_weights
 from segcli.models.device import select_device
+from segcli.models.pretrained import INITS
 from segcli.models.instance import configure_inference
 from segcli.models.registry import DEFAULT_MODELS, build_model, model_args, task_of
 from segcli.models.semantic import semantic_loss
@@ -93,6 +94,8 @@ class TrainConfig:
         for name in ("epochs", "batch", "val_every"):
             if getattr(self, name) < 1:
                 raise SegcliError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.init not in INITS and not Path(self.init).is_file():
+            raise SegcliError(f"--init {self.init!r}: neither {', '.join(INITS)} nor a checkpoint file")
         if self.workers < 0 or self.patience < 0:
             raise SegcliError("--workers and --patience must be >= 0")
 
@@ -145,7 +148,12 @@ class Trainer:
             else {"min_size": config.imgsz}
         self.model_args = model_args(config.model, len(self.categories) + 1, **{**config.model_args, **overrides})
         self.train_data, self.val_data = self._datasets()
-        self.model = build_model(config.model, self.model_args, config.init).to(self.device)
+        self.model = build_model(config.model, self.model_args,
+                                 config.init if config.init in INITS else "scratch").to(self.device)
+        if config.init not in INITS and resume is None:
+            copied, total = transfer_weights(self.model, Path(config.init))
+            self.on_event("message", text=f"--init {config.init}: {copied} of {total} tensors copied, "
+                                          f"the rest start from scratch")
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.state = TrainState()

@@ -119,3 +119,29 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu",
                           f"{len(result.unexpected_keys)} unexpected tensors "
                           f"(e.g. {(result.missing_keys + result.unexpected_keys)[0]})", path)
     return model.to(device).eval(), record
+
+
+def transfer_weights(model: nn.Module, path: Path) -> tuple[int, int]:
+    """Initialise ``model`` from a segcli checkpoint of any architecture: every tensor whose name
+    and shape fit is copied, the rest keep their initialisation (``--init PATH``).
+
+    Names are tried as they are and with the backbone prefixes of the other task (torchvision's
+    detectors keep the ResNet under ``backbone.body.``, segcli's PSPNet under ``backbone.``), so a
+    Mask R-CNN's trained ResNet can start a PSPNet; a model of the same architecture with other
+    classes gets everything but its class layers.
+
+    Returns:
+        (tensors copied, tensors in ``model``). SegcliError when nothing fits.
+    """
+    source = read_checkpoint(path)["state_dict"]
+    target = model.state_dict()
+    copied: dict[str, torch.Tensor] = {}
+    for key, value in source.items():
+        for name in (key, key.replace("backbone.body.", "backbone.", 1), key.replace("backbone.", "backbone.body.", 1)):
+            if name in target and name not in copied and target[name].shape == value.shape:
+                copied[name] = value.to(target[name].dtype)
+                break
+    if not any(v.is_floating_point() and v.ndim > 1 for v in copied.values()):
+        raise SegcliError("no weights of this checkpoint fit the model being trained (different backbone?)", path)
+    model.load_state_dict(copied, strict=False)
+    return len(copied), len(target)
