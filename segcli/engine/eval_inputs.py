@@ -23,6 +23,7 @@ from segcli.fileio import read_json
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
 from segcli.formats.io import detect_format, locate_images, read_annotations
+from segcli.formats.images import files_inside
 from segcli.formats.masks import CLASS_FILES, find_classes_file, read_classes, read_label_map
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.ledger import Ledger
@@ -298,8 +299,8 @@ def read_mask_maps(folder: Path, default_names: list[str] | None = None) -> Labe
     names = read_classes(classes) if classes else default_names
     if names is None:
         raise SegcliError(f"no classes file ({', '.join(CLASS_FILES)}) in the mask folder or its parent", folder)
-    maps = {p.relative_to(folder).with_suffix("").as_posix(): p for p in sorted(folder.rglob("*.png"))
-            if not p.name.startswith(".")}
+    maps = {p.relative_to(folder).with_suffix("").as_posix(): p
+            for p in files_inside(folder, sorted(folder.rglob("*.png"))) if not p.name.startswith(".")}
     if not maps:
         raise SegcliError("no label PNGs in the mask folder", folder)
     return LabelMaps(names, maps, folder, binary_255=_looks_binary_255(names, maps))

@@ -25,7 +25,7 @@ from torchvision.ops import batched_nms
 
 from segcli.errors import SegcliError
 from segcli.formats import geometry
-from segcli.formats.images import IMAGE_SUFFIXES
+from segcli.formats.images import IMAGE_SUFFIXES, files_inside
 from segcli.models.checkpoint import load_checkpoint
 from segcli.models.device import inference_context, select_device
 from segcli.models.instance import configure_inference
@@ -68,13 +68,14 @@ class SkippedImage:
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` (sorted; hidden files and macOS ``._`` debris left out)."""
+    """Image files in ``folder`` (sorted; hidden files, macOS ``._`` debris and symlinks leading
+    out of the folder left out)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SegcliError("image folder not found", folder)
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in PREDICT_SUFFIXES
-                  and not p.name.startswith((".", "._")))
+    return sorted(files_inside(folder, (p for p in pattern if p.is_file() and p.suffix.lower() in PREDICT_SUFFIXES
+                                        and not p.name.startswith((".", "._")))))
 
 
 def decode_image(path: Path) -> np.ndarray | None:

@@ -53,7 +53,8 @@ class ImageFolder:
         for dirpath, _, filenames in os.walk(self.root):
             for filename in filenames:
                 path = Path(dirpath) / filename
-                if path.suffix.lower() in IMAGE_SUFFIXES and not filename.startswith("._"):
+                # a symlink out of the folder is never a candidate (nothing is read outside it)
+                if path.suffix.lower() in IMAGE_SUFFIXES and not filename.startswith("._") and self.inside(path):
                     self._by_name.setdefault(filename, []).append(path)
                     self._by_size.setdefault(path.stat().st_size, []).append(path)
 
@@ -89,6 +90,12 @@ class ImageFolder:
         if len(same_name) > 1:
             return None, f"{len(same_name)} files are called {base}"
         return None, "not found"
+
+
+def files_inside(folder: Path, paths) -> list[Path]:
+    """``paths`` (from a listing of ``folder``) without the symlinks that lead out of it."""
+    root = ImageFolder(Path(folder))
+    return [p for p in paths if root.inside(p)]
 
 
 def resolve_images(dataset: Dataset, images_dir: Path, ledger: Ledger,

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from segcli.formats import geometry
-from segcli.formats.images import IMAGE_SUFFIXES, ImageFolder, read_image_size
+from segcli.formats.images import IMAGE_SUFFIXES, ImageFolder, files_inside, read_image_size
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
@@ -62,7 +62,7 @@ def read_mask_folder(folder: Path, ledger: Ledger, images_dir: Path | None,
     categories = [Category(i, name) for i, name in enumerate(names[1:], start=1)]
     images_folder = ImageFolder(images_dir) if images_dir is not None else None
     images = []
-    for path in sorted(p for p in folder.rglob("*.png") if not p.name.startswith(".")):
+    for path in sorted(files_inside(folder, (p for p in folder.rglob("*.png") if not p.name.startswith(".")))):
         relative = path.relative_to(folder).as_posix()
         try:
             label_map = read_label_map(path)
@@ -78,7 +78,8 @@ def read_mask_folder(folder: Path, ledger: Ledger, images_dir: Path | None,
 
 
 def _attach_image(record: ImageRecord, folder: ImageFolder, mask_path: Path, ledger: Ledger) -> None:
-    matches = [p for p in folder.root.rglob(mask_path.stem + ".*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    matches = [p for p in folder.root.rglob(mask_path.stem + ".*") if p.suffix.lower() in IMAGE_SUFFIXES
+               and folder.inside(p)]
     if len(matches) != 1:
         ledger.add("missing", f"image file not found: {len(matches)} images named {mask_path.stem}.* in {folder.root}",
                    record.file_name)
