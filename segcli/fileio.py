@@ -8,7 +8,9 @@ with errors turned into one-line ``SegcliError`` messages.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -36,7 +38,7 @@ def read_json(path: Path) -> object:
     except UnicodeDecodeError as exc:
         raise SegcliError(f"not UTF-8 text (byte {exc.start})", path) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return parse_json(text)
     except json.JSONDecodeError as exc:
         raise SegcliError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                           path) from None
@@ -46,8 +48,44 @@ def read_json(path: Path) -> object:
         raise SegcliError(str(exc), path) from None
 
 
+def parse_json(text: str) -> object:
+    """``json.loads`` refusing what no JSON writer can write back: NaN, Infinity, and numbers
+    beyond float range (1e400 would read as inf).
+
+    Raises:
+        json.JSONDecodeError, ValueError (with the reason), RecursionError (nested too deeply).
+    """
+    if _HUGE_NUMBER.search(text) is None:  # fast path: no per-number Python callback
+        return json.loads(text, parse_constant=_reject_constant)
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _Overflow as exc:
+        at = max(text.find(exc.literal), 0)  # the callback is not told where the number is
+        line = text.count("\n", 0, at) + 1
+        column = at - text.rfind("\n", 0, at)
+        shown = exc.literal if len(exc.literal) <= 20 else f"{exc.literal[:17]}..."
+        raise ValueError(f"invalid JSON at line {line} column {column}: {shown} is beyond float range") from None
+
+
+_HUGE_NUMBER = re.compile(r"[eE][+]?0*\d{3}|\d{300}")
+"""A number that may overflow a float: an exponent of 3+ digits, or 300+ digits in a row."""
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"invalid JSON: {name} is not a number")
+
+
+class _Overflow(ValueError):
+    def __init__(self, literal: str):
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Overflow(text)
+    return value
 
 
 @contextmanager

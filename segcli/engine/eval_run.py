@@ -180,6 +180,15 @@ def _semantic_files(options: EvalOptions) -> dict:
     return report
 
 
+def _foreign_value(label_map: np.ndarray, classes: int, ignore_index: int) -> int | None:
+    """A value of ``label_map`` that is neither a class (0..classes-1) nor the ignore index."""
+    if label_map.size == 0 or (label_map.min() >= 0 and label_map.max() < classes):
+        return None
+    values = np.unique(label_map[(label_map < 0) | (label_map >= classes)])
+    values = values[values != ignore_index]
+    return int(values[0]) if len(values) else None
+
+
 def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.ndarray | None],
                     ignore_index: int = 255, warnings: list[str] | None = None,
                     predicted_names: list[str] | None = None) -> dict:
@@ -204,10 +213,17 @@ def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.
             where = predicted.maps[found] if isinstance(predicted, LabelMaps) else key
             raise SegcliError(f"predicted mask is {label_predicted.shape[1]}x{label_predicted.shape[0]}, the ground "
                               f"truth {label_truth.shape[1]}x{label_truth.shape[0]}", where)
-        if label_predicted.max(initial=0) >= len(table):
-            raise SegcliError(f"predicted mask holds value {int(label_predicted.max())}, beyond its "
+        # a value with no class would silently score as background (prediction) or not at all (truth)
+        foreign = _foreign_value(label_predicted, len(names), ignore_index)
+        if foreign is not None:
+            raise SegcliError(f"predicted mask holds value {foreign}, beyond its "
                               f"{len(names)} classes", predicted.maps[found] if isinstance(predicted, LabelMaps)
                               else key)
+        foreign = _foreign_value(label_truth, len(truth.names), ignore_index)
+        if foreign is not None:
+            raise SegcliError(f"ground-truth mask holds value {foreign}, beyond its {len(truth.names)} classes "
+                              f"(ignore index {ignore_index})", truth.maps[key] if isinstance(truth.maps[key], Path)
+                              else truth.source)
         matrix.update(label_truth, table[label_predicted])
     if missing:
         warnings.append(f"{len(missing)} image(s) without a predicted mask, scored as all background: "

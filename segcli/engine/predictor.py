@@ -81,7 +81,10 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
 def decode_image(path: Path) -> np.ndarray | None:
     """H x W x 3 uint8 RGB with EXIF orientation applied, or None if unreadable."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:  # e.g. a header claiming more pixels than OpenCV decodes (2**30)
+        return None
     return None if pixels is None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from segcli import __version__
 from segcli.formats import geometry
 from segcli.formats.geometry import check_numbers
-from segcli.formats.via import validate_via_shape
+from segcli.formats.via import valid_attribute_defs, validate_via_shape
 from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
 
@@ -51,7 +51,7 @@ def read_coco(data: dict, path: Path, ledger: Ledger) -> Dataset:
     seen_ids: set[int] = set()
     for index, raw in enumerate(data["annotations"]):
         _read_annotation(index, raw, images, id_to_name, seen_ids, ledger)
-    meta = data.get(META_KEY) if isinstance(data.get(META_KEY), dict) else {}
+    meta = _read_meta(data.get(META_KEY), ledger)
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
     dataset = Dataset(images=list(images.values()), categories=categories, source_path=path,
                       source_format="coco", label_attr=meta.get("label_attr"),
@@ -61,6 +61,23 @@ def read_coco(data: dict, path: Path, ledger: Ledger) -> Dataset:
     if meta:
         _mark_default_categories(dataset)
     return dataset
+
+
+def _read_meta(meta: object, ledger: Ledger) -> dict:
+    """The ``segcli`` block a segcli-written COCO file carries (VIA details for COCO -> VIA);
+    a block edited into other types is refused, since VIA output would be built from it."""
+    if not isinstance(meta, dict):
+        return {}
+    meta = dict(meta)
+    expected = {"label_attr": (str, type(None)), "default_category": str, "via_attributes": (dict, type(None)),
+                "via_settings": (dict, type(None))}
+    for key, types in expected.items():
+        if key in meta and not isinstance(meta[key], types):
+            ledger.error(f"'{META_KEY}.{key}' has the wrong type ({type(meta.pop(key)).__name__})")
+    if meta.get("via_attributes") is not None and not valid_attribute_defs(meta["via_attributes"]):
+        ledger.error(f"'{META_KEY}.via_attributes' must be {{\"region\": {{...}}, \"file\": {{...}}}}")
+        meta["via_attributes"] = None
+    return meta
 
 
 def _read_categories(raw: list, annotations: list, ledger: Ledger) -> tuple[list[Category], dict]:
@@ -110,6 +127,9 @@ def _read_images(raw: list, ledger: Ledger) -> dict[int, ImageRecord]:
         attributes = img.get("attributes") if isinstance(img.get("attributes"), dict) else {}
         attributes = dict(attributes)
         nonarea = attributes.pop(NONAREA_ATTR, [])
+        if not isinstance(nonarea, list):
+            ledger.error(f"attributes.{NONAREA_ATTR} must be a list", img["file_name"], item)
+            nonarea = []
         record = ImageRecord(file_name=img["file_name"], id=img["id"], width=width, height=height,
                              size_bytes=img.get("via_size") if _is_int(img.get("via_size")) else None,
                              attributes=attributes,
@@ -202,6 +222,12 @@ def _read_rle(segmentation: dict, annotation: Annotation, image: ImageRecord) ->
             return f"RLE counts sum to {sum(counts)}, expected {size[0]}x{size[1]}"
     elif not isinstance(counts, str):
         return "RLE 'counts' must be a string or a list of integers"
+    else:  # pycocotools decodes a string that is too short or corrupt into garbage, not an error
+        runs = geometry.rle_string_counts(counts)
+        if runs is None:
+            return "corrupt RLE: 'counts' is not a compressed COCO RLE string"
+        if int(runs.sum()) != size[0] * size[1]:
+            return f"RLE counts sum to {int(runs.sum())}, expected {size[0]}x{size[1]}"
     if image.height is not None and [image.height, image.width] != list(size):
         return f"RLE size {size} does not match the image size [{image.height}, {image.width}]"
     try:

@@ -30,17 +30,27 @@ def check_numbers(values: list, what: str) -> str | None:
         return f"{what} must be a list of numbers, got {type(values).__name__}"
     types = set(map(type, values))
     if types and types <= {int, float}:  # fast path: one vectorised range check
-        array = np.asarray(values, dtype=np.float64)
-        if np.isfinite(array).all() and np.abs(array).max() <= MAX_COORDINATE:
+        try:
+            array = np.asarray(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range (JSON allows 1 with 400 zeros)
+            array = None
+        if array is not None and np.isfinite(array).all() and np.abs(array).max() <= MAX_COORDINATE:
             return None
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{what} holds a non-number ({value!r})"
-        if not math.isfinite(value):
+            return f"{what} holds a non-number ({_short_repr(value)})"
+        if isinstance(value, float) and not math.isfinite(value):
             return f"{what} holds {value}"
         if abs(value) > MAX_COORDINATE:
-            return f"{what} holds {value:g}, beyond +-{MAX_COORDINATE:g}"
+            shown = f"{value:g}" if isinstance(value, float) else _short_repr(value)
+            return f"{what} holds {shown}, beyond +-{MAX_COORDINATE:g}"
     return None
+
+
+def _short_repr(value: object, limit: int = 40) -> str:
+    """``repr`` cut to ``limit`` characters: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def ellipse_points(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0) -> np.ndarray:
@@ -235,6 +245,43 @@ def rle_from_json(segmentation: dict, height: int, width: int) -> dict:
     if isinstance(counts, list):
         return mask_utils.frPyObjects(segmentation, h, w)
     return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def rle_string_counts(counts: str | bytes) -> np.ndarray | None:
+    """The run lengths a compressed RLE string holds (pycocotools' ``rleFrString``, vectorised),
+    or None when it is not one: a character outside '0'..'o', a number cut off at the end, or a
+    negative or over-long run.
+
+    pycocotools does not check that the runs add up to ``h * w``: a short string leaves the
+    rest of the decoded mask uninitialised, so callers compare the sum with the size.
+    """
+    if isinstance(counts, str):
+        if not counts.isascii():
+            return None
+        counts = counts.encode("ascii")
+    codes = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    if codes.min() < 0 or codes.max() > 63:
+        return None
+    ends = np.flatnonzero((codes & 0x20) == 0)  # the last character of each number
+    if not len(ends) or ends[-1] != len(codes) - 1:
+        return None
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > 7:  # 35 bits: more than any uint32 run needs
+        return None
+    number = np.repeat(np.arange(len(ends)), lengths)
+    position = np.arange(len(codes)) - starts[number]
+    values = np.bincount(number, weights=(codes & 0x1F) << (5 * position), minlength=len(ends)).astype(np.int64)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * lengths[negative])  # sign extension
+    runs = values.copy()  # runs after the second are stored as differences to the run two back
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
+    if (runs < 0).any() or (runs >= 2**32).any():
+        return None
+    return runs
 
 
 def rle_to_mask(rle: dict) -> np.ndarray:

@@ -80,8 +80,9 @@ def default_images_dir(dataset: Dataset) -> Path:
     """Where images are looked for without --images: VIA 2's default_filepath when it is a local
     folder, else the annotation file's folder (the mask folder's parent for masks)."""
     base = dataset.source_path.parent
-    settings = dataset.via_settings or {}
-    default_path = (settings.get("core") or {}).get("default_filepath") if isinstance(settings, dict) else None
+    settings = dataset.via_settings if isinstance(dataset.via_settings, dict) else {}
+    core = settings.get("core")
+    default_path = core.get("default_filepath") if isinstance(core, dict) else None
     if isinstance(default_path, str) and default_path and "://" not in default_path:
         candidate = (base / default_path)
         if candidate.is_dir():
@@ -99,6 +100,10 @@ def locate_images(dataset: Dataset, images_dir: Path | None, ledger: Ledger,
     resolve_images(dataset, folder, ledger)
     check_mask_sizes(dataset, ledger)
     if require_found and dataset.images and all(image.path is None for image in dataset.images):
+        unreadable = next((e for e in ledger.entries if e.action == "missing" and e.reason.startswith("unreadable")), None)
+        if unreadable is not None:  # found, but not an image: --images would not help
+            raise SegcliError(f"none of the {len(dataset.images)} images it names can be read (sizes are needed); "
+                              f"first: {unreadable.reason}", dataset.source_path)
         raise SegcliError(f"none of the {len(dataset.images)} images it names was found in {folder} "
                           "(sizes are needed): pass --images DIR", dataset.source_path)
     return folder

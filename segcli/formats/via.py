@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from segcli.errors import SegcliError
+from segcli.fileio import parse_json
 from segcli.formats.geometry import check_numbers
 from segcli.formats.labels import categories_for_labels, label_of_region, pick_label_attr
 from segcli.ledger import Ledger
@@ -64,7 +65,7 @@ def read_via_json(data: dict, path: Path, ledger: Ledger, label_attr: str | None
         if not isinstance(metadata, dict):
             ledger.error(f"_via_img_metadata must be an object, got {type(metadata).__name__}")
             metadata = {}
-        if attributes is not None and not _valid_attribute_defs(attributes):
+        if attributes is not None and not valid_attribute_defs(attributes):
             ledger.error("_via_attributes must be {\"region\": {...}, \"file\": {...}}")
             attributes = None
     else:
@@ -76,7 +77,7 @@ def read_via_json(data: dict, path: Path, ledger: Ledger, label_attr: str | None
                              attributes, settings if isinstance(settings, dict) else None)
 
 
-def _valid_attribute_defs(attributes: object) -> bool:
+def valid_attribute_defs(attributes: object) -> bool:
     return (isinstance(attributes, dict)
             and all(isinstance(attributes.get(k, {}), dict) for k in ("region", "file"))
             and all(isinstance(v, dict) for k in ("region", "file") for v in attributes.get(k, {}).values()))
@@ -124,7 +125,7 @@ def validate_via_shape(shape: object) -> str | None:
     if not isinstance(shape, dict):
         return f"shape_attributes must be an object, got {type(shape).__name__}"
     name = shape.get("name")
-    if name not in SHAPE_KEYS:
+    if not isinstance(name, str) or name not in SHAPE_KEYS:  # a list or dict name is unhashable
         return f"unknown shape {name!r}" if name is not None else "shape has no 'name'"
     for key in SHAPE_KEYS[name]:
         if key not in shape:
@@ -228,10 +229,16 @@ def read_via_csv(path: Path, ledger: Ledger, label_attr: str | None, default_cat
             continue
         name, size, file_attrs, _, _, shape, region_attrs = row
         try:
-            file_attrs, shape, region_attrs = (json.loads(v) for v in (file_attrs, shape, region_attrs))
+            file_attrs, shape, region_attrs = (parse_json(v) for v in (file_attrs, shape, region_attrs))
         except json.JSONDecodeError:
             ledger.error("a field is not JSON (the VIA 0.1b 'name=...;' syntax is not supported: "
                          "export JSON from VIA instead)", item=f"line {line}")
+            continue
+        except ValueError as exc:  # NaN, Infinity or 1e400: no JSON output could hold them
+            ledger.error(f"a field is {exc}", item=f"line {line}")
+            continue
+        except RecursionError:
+            ledger.error("a field holds JSON nested too deeply", item=f"line {line}")
             continue
         image, regions = entries.setdefault(name, (ImageRecord(name, size_bytes=_parse_size(size),
                                                                attributes=file_attrs if isinstance(file_attrs, dict) else {}), []))

@@ -78,7 +78,7 @@ def read_via3(data: dict, path: Path, ledger: Ledger, label_attr: str | None,
     entries: dict[str, tuple[ImageRecord, list]] = {}
     for vid, view in views.items():
         fids = view.get("fid_list", []) if isinstance(view, dict) else []
-        record = files.get(str(fids[0])) if len(fids) == 1 else None
+        record = files.get(str(fids[0])) if isinstance(fids, list) and len(fids) == 1 else None
         if not isinstance(record, dict) or not isinstance(record.get("fname"), str):
             ledger.error("view must list exactly one known file", item=f"view {vid}")
             continue
@@ -133,6 +133,7 @@ def _via2_attribute_defs(attribute: dict) -> dict:
         target = "file" if anchor.endswith("XY0") else "region"
         options = a.get("options") if isinstance(a.get("options"), dict) else {}
         defs[target][str(a.get("aname", aid))] = {
-            "type": VIA3_TYPES.get(a.get("type"), "text"), "description": str(a.get("desc", "")),
+            "type": VIA3_TYPES.get(a["type"], "text") if isinstance(a.get("type"), int) else "text",
+            "description": str(a.get("desc", "")),
             "options": {str(k): str(v) for k, v in options.items()}, "default_options": {}}
     return defs

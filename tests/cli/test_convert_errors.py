@@ -177,8 +177,9 @@ VIA_BAD = {
                           ["image 'a.png'", "region 1", "all_points_x", "all_points_y"]),
     "coordinate-1e308": (_via_with(polygon([10, 1e308, 30], [10, 10, 30])),
                          ["image 'a.png'", "region 1", "1e+308"]),
+    # 1e400 would read as inf, which no JSON output can hold: refused when the file is read
     "coordinate-1e400-inf": (_via_with(polygon([10, 30, 30], [10, 10, "__INF__"])),
-                             ["image 'a.png'", "region 1", "inf"]),
+                             ["1e400 is beyond float range", "line 1 column"]),
     "coordinate-string": (_via_with(polygon([10, "30", 30], [10, 10, 30])),
                           ["image 'a.png'", "region 1", "'30'"]),
     "coordinate-null": (_via_with(polygon([10, None, 30], [10, 10, 30])),
