@@ -90,12 +90,13 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
     if to in ("coco", "masks") and input_format != "masks":
         locate_images(dataset, images_dir, ledger)
     built = build_output(dataset, to, ledger)
-    ledger.raise_errors()
-    if strict and ledger.lossy:
-        raise SegcliError(f"--strict: {len(ledger.lossy)} object(s) would be lost or changed, "
-                          f"first: {ledger.lossy[0].line()}", input_path, exit_code=1)
+    _refuse_errors(ledger, strict, input_path)
     if callable(built):
-        write_files_atomic(output, built, overwrite)
+        def write_checked(folder: Path) -> None:
+            built(folder)  # label maps are rasterised while they are written: check again after
+            _refuse_errors(ledger, strict, input_path)
+
+        write_files_atomic(output, write_checked, overwrite)
     else:
         write_json_atomic(output, built, overwrite)
     report = report_path(output)
@@ -103,6 +104,14 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
                                "output": str(output), "to": to, **ledger.to_json()}, overwrite=True, indent=1)
     images_written, objects_written = _count_written(built, to, dataset, ledger)
     return ConvertResult(dataset, ledger, output, report, to, images_written, objects_written)
+
+
+def _refuse_errors(ledger: Ledger, strict: bool, input_path: Path) -> None:
+    """Raise for invalid input, or (``strict``) for anything lost or changed."""
+    ledger.raise_errors()
+    if strict and ledger.lossy:
+        raise SegcliError(f"--strict: {len(ledger.lossy)} object(s) would be lost or changed, "
+                          f"first: {ledger.lossy[0].line()}", input_path, exit_code=1)
 
 
 def _count_written(built, to: str, dataset: Dataset, ledger: Ledger) -> tuple[int, int]:
