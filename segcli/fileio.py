@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,3 +149,35 @@ def write_files_atomic(target: Path, write: Callable[[Path], None], overwrite: b
     """Run ``write(tmp_path)`` and move the result onto ``target`` (a file or a folder)."""
     with atomic_path(target, overwrite) as tmp:
         write(tmp)
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary sibling (``.NAME.PID.THREAD.tmp``) renamed
+    into place: a kill never leaves a partial file under ``target``. No fsync (meant for many
+    small outputs such as overlays, which a crash only makes redo); creates the parent folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_temporaries(folder: Path, recursive: bool = False) -> int:
+    """Delete what an interrupted atomic write left in ``folder`` (hidden ``.*.tmp`` files and
+    folders; with ``recursive`` in sub-folders too); returns how many. Only for folders no other
+    process is writing to (e.g. an output folder being resumed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    found = [p for p in (folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))]
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(found)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from segcli.engine.interrupt import Interrupted
 from segcli.errors import SegcliError
 from segcli.ledger import Ledger
 
@@ -36,13 +37,18 @@ class Task(str, Enum):
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn SegcliError into one red line on stderr and its exit code (SEGCLI_DEBUG=1: traceback)."""
+    """Turn SegcliError into one red line on stderr and its exit code (SEGCLI_DEBUG=1: traceback);
+    an interruption into its message and 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
     try:
         yield
     except SegcliError as exc:
         if os.environ.get("SEGCLI_DEBUG"):
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except Interrupted as exc:  # a job stopped by SIGINT/SIGTERM with its files complete
+        if exc.message:
+            err_console.print(f"[bold yellow]interrupted:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")

@@ -36,12 +36,14 @@ class ProgressPrinter:
     def __call__(self, kind: str, **data) -> None:
         getattr(self, f"on_{kind}", lambda **_: None)(**data)
 
-    def on_start(self, run_dir, train_images, val_images, categories, device, world_size, start_epoch, epochs):
+    def on_start(self, run_dir, train_images, val_images, categories, device, world_size, start_epoch, epochs,
+                 start_step=0):
         console.print(f"[bold]segcli train[/] -> {escape(str(run_dir))}  ({train_images} train / {val_images} val "
                       f"images; classes: {escape(', '.join(categories))}; device {device}"
                       + (f" x {world_size} processes" if world_size > 1 else "") + ")", highlight=False)
-        if start_epoch:
-            console.print(f"resuming at epoch {start_epoch + 1} of {epochs}")
+        if start_epoch or start_step:
+            console.print(f"resuming at epoch {start_epoch + 1} of {epochs}"
+                          + (f", after step {start_step}" if start_step else ""))
         self.progress.start()
 
     def on_epoch_start(self, epoch, epochs, steps):

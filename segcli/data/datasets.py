@@ -161,6 +161,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.start = 0  # batches of this epoch to leave out (resuming in the middle of an epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -190,7 +191,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
                 if len(b) >= self.world_size * self.min_batch]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()
+        yield from self._batches()[self.start:]
 
     def __len__(self) -> int:
         return len(self._batches())

@@ -53,6 +53,16 @@ def broadcast_flag(group: ProcessGroup, value: bool) -> bool:
     return bool(flag.item())
 
 
+def all_max(group: ProcessGroup, value: int) -> int:
+    """The largest ``value`` over all ranks (e.g. "a signal arrived somewhere": every rank then
+    stops at the same step)."""
+    if not group.distributed:
+        return value
+    tensor = torch.tensor([int(value)])
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def destroy(group: ProcessGroup) -> None:
     if group.distributed and dist.is_initialized():
         dist.destroy_process_group()

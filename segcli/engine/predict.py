@@ -4,6 +4,10 @@ Outputs in a new folder (``runs/predict/exp``, ``exp2``, ... unless ``--out``): 
 ``predictions.json`` and ``dataset.json`` (COCO), ``via_project.json`` (VIA 2 to correct), and for
 semantic models ``masks/`` (label PNGs + classes.txt), plus ``summary.json``. Overlays and masks
 are written as images are done; the JSON files atomically at the end.
+
+Interruptions: SIGINT (Ctrl-C) or SIGTERM stop the run after the images already predicted are
+written (and journalled); the forked ``--procs`` processes stop the same way, and die with their
+parent. ``Interrupted`` is raised (the CLI exits 130/143) and ``--resume`` completes the run.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 from collections import Counter
@@ -25,13 +30,14 @@ import torch.distributed as dist
 
 from segcli.engine.overlay import draw_instances, draw_semantic
 from segcli.engine.distributed import barrier, init_process_group
+from segcli.engine.interrupt import Interrupted, catch_signals, quiet_child, saving, signal_name, stop_requested
 from segcli.engine.run_dir import next_exp_dir
-from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, prediction_record,
-                                           predictions_dataset, read_journal, record_to_line, write_label_map,
-                                           write_overlay, write_prediction_files)
+from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, open_journal,
+                                           prediction_record, predictions_dataset, read_journal, record_to_line,
+                                           write_label_map, write_overlay, write_prediction_files)
 from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images, relative_name
 from segcli.errors import SegcliError
-from segcli.fileio import write_json_atomic
+from segcli.fileio import remove_temporaries, write_bytes_atomic, write_json_atomic
 
 FORMATS = ("coco", "via", "masks", "all")
 
@@ -87,7 +93,26 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     them with ground truth); with ``options.resume`` images already in the output's journal are
     not predicted again. Under ``torchrun`` each process takes every N-th image and keeps its own
     journal; rank 0 merges them and writes the files.
+
+    Raises:
+        Interrupted: SIGINT/SIGTERM arrived (see the module docstring).
     """
+    note = "finishing the images in progress, then stopping (once more: stop at once)"
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    with catch_signals(note if int(os.environ.get("RANK", "0")) == 0 else "", escalate=not distributed):
+        where: dict = {}
+        try:
+            return _predict_images(paths, root, options, on_event, where)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Interrupted):
+                raise
+            out = where.get("out")
+            raise Interrupted(stop_requested() or signal.SIGINT, "stopped at once; the images finished so far are kept"
+                              + (f": run the same command with --out {out} --resume to finish" if out else "")) from None
+
+
+def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_event: Callable[..., None],
+                    where: dict) -> dict:
     if not paths:
         raise SegcliError("no images found (jpg, png, bmp, tif, webp); use --recursive for sub-folders", root)
     predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou,
@@ -96,7 +121,9 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     emit = on_event if group.is_main else (lambda *a, **k: None)
     names = [c["name"] for c in predictor.categories]
     keep = _class_filter(options.classes, names)
-    out = _shared_output_dir(group, options)
+    out = where["out"] = _shared_output_dir(group, options)
+    if options.resume and group.is_main:
+        remove_temporaries(out, recursive=True)  # what a kill -9 left of atomic writes
     lines = read_journal(out) if options.resume else {}
     done_before = set(lines)
     ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1)}
@@ -113,6 +140,9 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
         finisher.run(predictor, todo, root, journal_path, lambda done: emit(
             "progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start)), emit)
     elapsed = time.perf_counter() - start
+    if stop_requested():
+        raise Interrupted(stop_requested(), _interrupted_message(stop_requested(), out, len(paths))
+                          if group.is_main else "")
     barrier(group)
     if not group.is_main:
         return {}
@@ -126,7 +156,7 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     dataset = predictions_dataset(records, predictor.categories, root)
     written = write_prediction_files(dataset, out, options.polygons, formats, outlines)
     if predictor.task == "semantic" and "masks" in formats:
-        (out / "masks" / "classes.txt").write_text("\n".join(["_background_"] + names) + "\n", encoding="utf-8")
+        write_bytes_atomic(out / "masks" / "classes.txt", ("\n".join(["_background_"] + names) + "\n").encode())
     new = sum(1 for name, line in lines.items() if name not in done_before and "skipped" not in line)
     summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
                "done": len(records), "predicted_now": new, "skipped": skipped, "instances_per_class": dict(counts),
@@ -135,6 +165,12 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
     emit("end", **summary)
     return summary
+
+
+def _interrupted_message(signum: int, out: Path, total: int) -> str:
+    done = len(read_journal(out))
+    return (f"{signal_name(signum)}: {done} of {total} images done and kept in {out} (results.jsonl); run the same "
+            f"command with --out {out} --resume to finish")
 
 
 def _shared_output_dir(group, options: PredictOptions) -> Path:
@@ -171,7 +207,7 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
     finisher.options = replace(finisher.options, workers=min(finisher.options.workers, 1))
     counter = context.Value("i", 0)
     _FORKED = (predictor, finisher, todo, processes, root, counter)
-    children = [context.Process(target=_shard_process, args=(rank,)) for rank in range(1, processes)]
+    children = [context.Process(target=_shard_process, args=(rank, os.getpid())) for rank in range(1, processes)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -184,10 +220,15 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
             emit("progress", done=total_done, total=len(todo), images_per_s=total_done / (time.perf_counter() - start))
 
         finisher.run(predictor, own, root, finisher.out / JOURNAL, progress, emit)
+        told = False
         for child in children:
             while child.is_alive():
+                if stop_requested() and not told:  # they stop after the image in hand, like this one
+                    told = _tell(children, stop_requested())
                 child.join(timeout=0.5)
                 progress(len(own))
+        if stop_requested():
+            return
         failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
         if failed:
             raise SegcliError(f"prediction process {failed[0]} failed (exit code {children[failed[0] - 1].exitcode}); "
@@ -196,13 +237,40 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
         _FORKED = None
         torch.set_num_threads(threads)
         for child in children:
-            if child.is_alive():
+            if child.is_alive():  # SIGTERM: they finish the image in hand and stop
                 child.terminate()
-                child.join()
+                with saving():
+                    child.join()
 
 
-def _shard_process(rank: int) -> None:
-    """A forked prediction process: the inherited model on one thread, its own journal."""
+def _tell(children: list, signum: int) -> bool:
+    for child in children:
+        if child.is_alive():
+            try:
+                os.kill(child.pid, signum)
+            except ProcessLookupError:
+                pass
+    return True
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: have this process sent SIGTERM when its parent dies (a kill -9 of the parent then
+    leaves no process predicting on)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _shard_process(rank: int, parent: int) -> None:
+    """A forked prediction process: the inherited model on one thread, its own journal. It
+    inherited the parent's signal handler: a signal makes it stop after the image in hand."""
+    quiet_child()
+    _die_with_parent(parent)
     predictor, finisher, todo, processes, root, counter = _FORKED
     torch.set_num_threads(1)
     finisher.lines = {}  # this process's lines reach the parent through its journal
@@ -228,16 +296,20 @@ class ImageFinisher:
 
     def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
             on_progress: Callable[[int], None], emit: Callable[..., None]) -> None:
-        with open(journal_path, "a", encoding="utf-8") as self.journal:
+        """Predict and finish ``paths``; on a signal, stop after finishing the images predicted."""
+        with open_journal(journal_path) as self.journal:
             writer = BackgroundWriter(self)
+            results = predictor.predict(paths, root, self.options.batch, self.options.workers)
             try:
-                for done, result in enumerate(predictor.predict(paths, root, self.options.batch, self.options.workers),
-                                              start=1):
+                for done, result in enumerate(results, start=1):
                     if isinstance(result, SkippedImage):
                         emit("warning", text=f"skipped {result.file_name}: {result.reason}")
                     writer.submit(result)
                     on_progress(done)
+                    if stop_requested():
+                        break
             finally:
+                results.close()  # its DataLoader workers shut down
                 writer.close()
 
     def __call__(self, result) -> None:

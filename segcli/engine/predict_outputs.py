@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from segcli.fileio import write_json_atomic
+from segcli.fileio import write_bytes_atomic, write_json_atomic
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
 from segcli.formats.via import write_via_project
@@ -102,20 +102,46 @@ def _with_outlines(image: ImageRecord, outlines: dict) -> ImageRecord:
 
 
 def write_label_map(label_map: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), label_map):
-        raise OSError(f"could not write {path}")
+    """A label PNG, written atomically (a kill never leaves half a file)."""
+    _write_image(label_map, path)
 
 
 def write_overlay(rgb: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    """An RGB picture (format from the suffix), written atomically."""
+    _write_image(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), path)
+
+
+def _write_image(pixels: np.ndarray, path: Path) -> None:
+    ok, encoded = cv2.imencode(Path(path).suffix, pixels)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 JOURNAL = "results.jsonl"
 """Per-image results, one JSON line each, appended and flushed as images finish: what --resume
-reads back, and why an interrupted run loses nothing it had finished."""
+reads back, and why an interrupted run loses nothing it had finished. A line torn by a kill is
+ignored when read and cut off before the journal is appended to again."""
+
+
+def open_journal(path: Path):
+    """``path`` opened for appending lines, after cutting off a last line torn by a kill (else
+    the next line would be glued to it, and that image lost from the journal)."""
+    path = Path(path)
+    if path.is_file():
+        with open(path, "rb+") as fh:
+            end = keep = fh.seek(0, os.SEEK_END)
+            while keep > 0:  # back to the last newline
+                start = max(0, keep - 65536)
+                fh.seek(start)
+                newline = fh.read(keep - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                keep = start
+            if keep != end:
+                fh.truncate(keep)
+    return open(path, "a", encoding="utf-8")
 
 
 def record_to_line(record: ImageRecord) -> dict:
@@ -158,7 +184,7 @@ def merge_journals(out: Path) -> dict[str, dict]:
     parts = sorted(Path(out).glob("results.rank*.jsonl"))
     lines = _journal_lines(parts)
     if parts:
-        with open(Path(out) / JOURNAL, "a", encoding="utf-8") as journal:
+        with open_journal(Path(out) / JOURNAL) as journal:
             journal.writelines(json.dumps(line) + "\n" for line in lines.values())
             journal.flush()
             os.fsync(journal.fileno())

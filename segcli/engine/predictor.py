@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import batched_nms
 
+from segcli.engine.interrupt import ignore_signals
 from segcli.errors import SegcliError
 from segcli.formats import geometry
 from segcli.formats.images import IMAGE_SUFFIXES, files_inside
@@ -161,7 +162,7 @@ class Predictor:
     def predict(self, paths: list[Path], root: Path, batch: int = 4, workers: int = 2) -> Iterator[ImagePrediction | SkippedImage]:
         """Yield one result per path, in order."""
         loader = DataLoader(FolderImages(paths, self.longest_side), batch_size=batch, num_workers=workers,
-                            collate_fn=list)
+                            collate_fn=list, worker_init_fn=ignore_signals if workers else None)
         with inference_context(self.device):
             for items in loader:
                 good = [item for item in items if item[0] is not None]

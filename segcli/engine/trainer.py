@@ -10,11 +10,18 @@ Learning rate: linear warm-up over ``warmup_iters`` iterations, then cosine deca
 at the last iteration of the last epoch: a pure function of the iteration count, so a resumed
 run continues on the same curve and an extended run (``--epochs M``) rebuilds the curve over the
 new length from where it stands.
+
+Interruptions: SIGINT (Ctrl-C) or SIGTERM stop the run before the next step (or during
+validation); ``last.pt`` then holds that position (epoch, steps done, the epoch's running loss
+sums, RNG states) and ``summary.json`` says where it stopped, and ``Interrupted`` is raised (the CLI
+exits 130/143). ``--resume`` leaves out the batches already done (the order of an epoch's batches
+and each image's augmentation are fixed by seed and epoch) and continues exactly.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -32,11 +39,12 @@ from segcli.data.datasets import (GroupedBatchSampler, InstanceDataset, Semantic
 from segcli.data.targets import class_index
 from segcli.engine import distributed
 from segcli.engine.evaluate import ConfusionMatrix, coco_scores
+from segcli.engine.interrupt import Interrupted, catch_signals, ignore_signals, saving, signal_name, stop_requested
 from segcli.engine.postprocess import detections_to_results, ground_truth_dict, semantic_prediction
 from segcli.engine.run_dir import new_run_dir, plot_curves, write_metrics_csv
 from segcli.engine.train_data import resolve_splits
 from segcli.errors import SegcliError
-from segcli.fileio import read_json, write_json_atomic
+from segcli.fileio import read_json, remove_temporaries, write_json_atomic
 from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint, transfer_weights
 from segcli.models.device import select_device
 from segcli.models.pretrained import INITS
@@ -115,6 +123,16 @@ class TrainState:
     best_epoch: int = -1
     stale_epochs: int = 0
     rows: list[dict] = field(default_factory=list)
+    step: int = 0  # batches done of epoch ``epoch`` (0-based) when stopped in its middle
+    partial: dict = field(default_factory=dict)  # that epoch's running sums, images, seconds, lr
+
+
+class _Stop(Exception):
+    """A signal arrived: stop at this point (carried out of the loops to ``Trainer.run``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def learning_rate(config: TrainConfig, iteration: int, total: int) -> float:
@@ -185,6 +203,9 @@ class Trainer:
         if task is not None and task != saved["task"]:
             raise SegcliError(f"this run trained a {saved['task']} model; --task {task} cannot resume it", folder)
         payload = read_checkpoint(last)
+        if int(os.environ.get("RANK", "0")) == 0:  # what a kill -9 left of atomic writes
+            for place in (folder, folder / "weights"):
+                remove_temporaries(place)
         if "training" not in payload:
             raise SegcliError("last.pt holds no training state", last)
         previous_epochs = saved["epochs"]
@@ -225,7 +246,8 @@ class Trainer:
                                       min_batch=min_batch)
         collate = collate_instance if self.config.task == "instance" else collate_semantic
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.workers, collate_fn=collate,
-                          generator=torch.Generator(), persistent_workers=False)
+                          generator=torch.Generator(), persistent_workers=False,
+                          worker_init_fn=ignore_signals if self.config.workers else None)
 
     def _restore(self, payload: dict) -> None:
         record = payload["record"]
@@ -254,30 +276,83 @@ class Trainer:
         return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
 
     def run(self) -> dict:
-        """Train to the last epoch (or early stop); return the summary."""
+        """Train to the last epoch (or early stop); return the summary.
+
+        Raises:
+            Interrupted: SIGINT/SIGTERM arrived; last.pt holds the position reached (see the
+                module docstring). Under torchrun every rank stops at the same step.
+        """
+        note = "stopping before the next step and saving weights/last.pt" + (
+            "" if self.group.distributed else " (once more: stop at once, without saving this epoch's progress)")
+        with catch_signals(note if self.group.is_main else "", escalate=not self.group.distributed):
+            try:
+                return self._run()
+            except KeyboardInterrupt as exc:
+                if isinstance(exc, Interrupted) or not self.group.is_main:
+                    raise
+                raise Interrupted(stop_requested() or 2, "stopped at once: weights/last.pt holds the last finished "
+                                  f"epoch; continue with: segcli train --resume {self.run_dir}") from None
+
+    def _run(self) -> dict:
         config = self.config
         if self.group.is_main:
             write_json_atomic(self.run_dir / "args.json", asdict(config), overwrite=True, indent=1)
             self.on_event("start", run_dir=self.run_dir, train_images=len(self.train_data),
                           val_images=len(self.val_data), categories=[c["name"] for c in self.categories],
                           device=str(self.device), world_size=self.group.world_size,
-                          start_epoch=self.state.epoch, epochs=config.epochs)
-        stop = False
+                          start_epoch=self.state.epoch, start_step=self.state.step, epochs=config.epochs)
+        stop, interrupted = False, 0
         try:
             for epoch in range(self.state.epoch, config.epochs):
                 row = self._train_epoch(epoch)
                 if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+                    signum = 0
                     if self.group.is_main:
-                        row.update(self.validate())
-                    distributed.barrier(self.group)
+                        try:
+                            row.update(self.validate())
+                        except _Stop as exc:
+                            signum = exc.signum
+                    signum = distributed.all_max(self.group, signum)  # (a barrier as well)
+                    if signum:
+                        raise _Stop(signum)
                 if self.group.is_main:
                     stop = self._end_epoch(epoch, row)
                 stop = distributed.broadcast_flag(self.group, stop)
                 if stop:
                     break
+        except _Stop as exc:
+            interrupted = exc.signum
         finally:
             distributed.destroy(self.group)
+        if interrupted:  # out of the except block: the loaders' iterators are gone, their workers shut down
+            self._interrupted(interrupted)
         return self._summary(stopped_early=stop)
+
+    def _agreed_stop(self) -> int:
+        """The signal that stops the run now (0: go on); under torchrun every rank agrees."""
+        try:
+            return distributed.all_max(self.group, stop_requested() or 0)
+        except RuntimeError:  # another rank is gone (torchrun stops all of them on a signal)
+            if stop_requested():
+                return stop_requested()
+            raise
+
+    def _interrupted(self, signum: int) -> None:
+        """Save the position reached (rank 0) and raise Interrupted."""
+        state, steps = self.state, len(self.train_loader)
+        if not self.group.is_main:
+            raise Interrupted(signum)
+        with saving():
+            self._save(improved=False)
+            where = (f"at the start of epoch {state.epoch + 1}" if state.step == 0 else
+                     f"at epoch {state.epoch + 1} step {state.step} of {steps}" if state.step < steps else
+                     f"in the validation after epoch {state.epoch + 1}")
+            summary = {**self._summary_data(stopped_early=False),
+                       "interrupted": {"signal": signal_name(signum), "epoch": state.epoch + 1, "step": state.step,
+                                       "steps": steps}}
+            write_json_atomic(self.run_dir / "summary.json", summary, overwrite=True, indent=1)
+        raise Interrupted(signum, f"{where} ({signal_name(signum)}): saved {self.run_dir / 'weights' / 'last.pt'}; "
+                                  f"continue with: segcli train --resume {self.run_dir}")
 
     def _train_epoch(self, epoch: int) -> dict:
         config, model = self.config, self.model
@@ -287,10 +362,19 @@ class Trainer:
         self.train_loader.generator.manual_seed(config.seed * 1000 + epoch)
         self.train_data.seed, self.train_data.epoch = config.seed, epoch
         total_iters = config.epochs * len(self.train_loader)
-        sums: dict[str, float] = {}
-        images_seen, start = 0, time.perf_counter()
+        # resuming in the middle of this epoch: leave out the batches done, carry on its sums
+        first = self.state.step if epoch == self.state.epoch else 0
+        partial = self.state.partial if first else {}
+        sums: dict[str, float] = dict(partial.get("sums", {}))
+        images_seen, before, lr = partial.get("images_seen", 0), partial.get("seconds", 0.0), partial.get("lr", 0.0)
+        start = time.perf_counter()
+        self.train_loader.batch_sampler.start = first
         self.on_event("epoch_start", epoch=epoch, epochs=config.epochs, steps=len(self.train_loader))
-        for step, (inputs, targets, _, bad) in enumerate(self.train_loader):
+        for step, (inputs, targets, _, bad) in enumerate(self.train_loader, start=first):
+            signum = self._agreed_stop()
+            if signum:
+                self._keep_position(step, sums, images_seen, before + time.perf_counter() - start, lr)
+                raise _Stop(signum)
             for name in bad:
                 self.on_event("warning", text=f"skipped an image that could not be decoded: {name}")
             if inputs is None or len(inputs) == 0:
@@ -302,7 +386,13 @@ class Trainer:
             lr = learning_rate(config, self.state.iteration, total_iters)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            losses = self._losses(inputs, targets)
+            try:
+                losses = self._losses(inputs, targets)
+            except RuntimeError:  # DDP: another rank is gone (torchrun stops all of them on a signal)
+                if not (self.group.distributed and stop_requested()):
+                    raise
+                self._keep_position(step, sums, images_seen, before + time.perf_counter() - start, lr)
+                raise _Stop(stop_requested()) from None
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 names = [self.train_data.records[i].file_name for i in _batch_indices(self.train_loader, step)]
@@ -323,10 +413,17 @@ class Trainer:
             self.on_event("step", step=step + 1, steps=len(self.train_loader), lr=lr,
                           losses={k: v / (step + 1) for k, v in sums.items()},
                           images_per_s=images_seen / (time.perf_counter() - start))
+        self.train_loader.batch_sampler.start = 0
         steps = max(1, len(self.train_loader))
-        elapsed = time.perf_counter() - start
-        return {"epoch": epoch + 1, "lr": lr if steps else 0.0, **{k: v / steps for k, v in sums.items()},
+        elapsed = before + time.perf_counter() - start
+        # kept until the epoch is recorded, so a stop during validation resumes at the validation
+        self._keep_position(len(self.train_loader), sums, images_seen, elapsed, lr)
+        return {"epoch": epoch + 1, "lr": lr, **{k: v / steps for k, v in sums.items()},
                 "images_per_s": images_seen / elapsed if elapsed else 0.0, "train_seconds": elapsed}
+
+    def _keep_position(self, step: int, sums: dict, images_seen: int, seconds: float, lr: float) -> None:
+        self.state.step = step
+        self.state.partial = {"sums": dict(sums), "images_seen": images_seen, "seconds": seconds, "lr": lr}
 
     def _losses(self, inputs, targets) -> dict[str, torch.Tensor]:
         with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
@@ -352,6 +449,8 @@ class Trainer:
         ids = [c["id"] for c in self.categories]
         results = []
         for images, _, indices, _ in self.val_loader:
+            if stop_requested():
+                raise _Stop(stop_requested())
             if not images:
                 continue
             with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
@@ -367,6 +466,8 @@ class Trainer:
     def _validate_semantic(self, model) -> dict:
         matrix = ConfusionMatrix(len(self.categories) + 1)
         for images, _, indices, _ in self.val_loader:
+            if stop_requested():
+                raise _Stop(stop_requested())
             if images is None:
                 continue
             with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
@@ -381,16 +482,17 @@ class Trainer:
         """Record the epoch, save weights, decide on early stopping (rank 0)."""
         config, state = self.config, self.state
         metric = BEST_METRIC[config.task]
-        state.epoch = epoch + 1
+        state.epoch, state.step, state.partial = epoch + 1, 0, {}
         improved = metric in row and row[metric] > state.best
         if improved:
             state.best, state.best_epoch, state.stale_epochs = row[metric], epoch + 1, 0
         elif metric in row:
             state.stale_epochs += 1
         state.rows.append(row)
-        self._save(improved)
-        write_metrics_csv(self.run_dir / "metrics.csv", state.rows)
-        plot_curves(state.rows, metric, self.run_dir / "results.png")
+        with saving():
+            self._save(improved)
+            write_metrics_csv(self.run_dir / "metrics.csv", state.rows)
+            plot_curves(state.rows, metric, self.run_dir / "results.png")
         self.on_event("epoch_end", epoch=epoch, row=row, improved=improved, best=state.best, metric=metric)
         if config.patience and state.stale_epochs >= config.patience:
             self.on_event("message", text=f"no {metric} improvement for {config.patience} validations: "
@@ -399,8 +501,8 @@ class Trainer:
         return False
 
     def _record(self) -> dict:
-        metrics = {k: v for k, v in (self.state.rows[self.state.best_epoch - 1] if self.state.best_epoch > 0
-                                     else self.state.rows[-1]).items()}
+        rows = self.state.rows
+        metrics = dict(rows[self.state.best_epoch - 1] if self.state.best_epoch > 0 else rows[-1] if rows else {})
         return make_record(self.config.model, self.model_args, self.categories,
                            train={**asdict(self.config), "segcli_version": __version__,
                                   "train_images": len(self.train_data), "val_images": len(self.val_data)},
@@ -416,10 +518,13 @@ class Trainer:
         if improved:
             save_checkpoint(weights / "best.pt", self.bare_model, record, fp16=self.config.fp16_weights)
 
+    def _summary_data(self, stopped_early: bool) -> dict:
+        return {"run_dir": str(self.run_dir), "epochs_done": self.state.epoch, "best_epoch": self.state.best_epoch,
+                "best": self.state.best, "metric": BEST_METRIC[self.config.task], "stopped_early": stopped_early,
+                "last_row": self.state.rows[-1] if self.state.rows else {}}
+
     def _summary(self, stopped_early: bool) -> dict:
-        summary = {"run_dir": str(self.run_dir), "epochs_done": self.state.epoch, "best_epoch": self.state.best_epoch,
-                   "best": self.state.best, "metric": BEST_METRIC[self.config.task], "stopped_early": stopped_early,
-                   "last_row": self.state.rows[-1] if self.state.rows else {}}
+        summary = self._summary_data(stopped_early)
         if self.group.is_main:
             write_json_atomic(self.run_dir / "summary.json", summary, overwrite=True, indent=1)
             self.on_event("end", **summary)
@@ -447,7 +552,7 @@ def _python_rng_state() -> list:
 
 
 def _batch_indices(loader: DataLoader, step: int) -> list[int]:
-    return list(loader.batch_sampler)[step]
+    return loader.batch_sampler._batches()[step]
 
 
 def train(config: TrainConfig, on_event: Event = lambda *a, **k: None) -> dict:
