@@ -20,7 +20,20 @@ from pathlib import Path
 
 from segcli.errors import SegcliError
 
-MAX_JSON_BYTES = 2 * 1024**3
+MAX_JSON_MB = 512
+"""Largest annotation file read, in MB (env SEGCLI_MAX_JSON_MB): Python holds a parsed COCO or
+VIA file in about 6x its size (measured in benchmarks/bench_memory.py), so 512 MB needs about
+3-4 GB; a bigger file is refused from its size before anything is read."""
+
+
+def max_json_bytes() -> int:
+    """The annotation size limit in bytes (SEGCLI_MAX_JSON_MB, else MAX_JSON_MB)."""
+    value = os.environ.get("SEGCLI_MAX_JSON_MB", str(MAX_JSON_MB))
+    try:
+        megabytes = float(value)
+    except ValueError:
+        raise SegcliError(f"SEGCLI_MAX_JSON_MB={value!r} is not a number of megabytes") from None
+    return int(megabytes * 1024**2)
 
 
 def read_json(path: Path) -> object:
@@ -30,8 +43,11 @@ def read_json(path: Path) -> object:
         raise SegcliError("file not found", path)
     if path.is_dir():
         raise SegcliError("is a folder, expected a JSON file", path)
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise SegcliError(f"file is larger than {MAX_JSON_BYTES >> 30} GB; split it first", path)
+    limit = max_json_bytes()
+    if path.stat().st_size > limit:
+        raise SegcliError(f"file is {path.stat().st_size / 1024**2:.0f} MB, larger than the {limit / 1024**2:g} MB "
+                          f"limit for annotation files (it would take about 6x that in memory); split it, "
+                          f"or raise the limit with SEGCLI_MAX_JSON_MB", path)
     if path.stat().st_size == 0:
         raise SegcliError("file is empty", path)
     try:

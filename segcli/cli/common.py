@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,9 @@ class Task(str, Enum):
     semantic = "semantic"
 
 
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn SegcliError into one red line on stderr and its exit code (SEGCLI_DEBUG=1: traceback);
@@ -53,6 +57,15 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # a full or read-only disk, a quota or a permission met while writing outputs in the
+        # middle of a job (a writer thread, a forked process): the user's environment, not a bug
+        if exc.errno not in ENVIRONMENT_ERRNOS or os.environ.get("SEGCLI_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape(where)}cannot write: {escape(exc.strerror or str(exc))}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 STYLES = {"error": "red", "missing": "red", "dropped": "yellow", "skipped": "yellow",

@@ -20,6 +20,10 @@ from segcli.structures import Dataset, ImageRecord
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 EXIF_ORIENTATION = 0x0112
+MAX_IMAGE_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+"""Largest image segcli handles (about 179 megapixels, e.g. 13000x13000): where Pillow refuses a
+header as a decompression bomb; a COCO file claiming more is refused too, since a label map or a
+mask of that size could not be allocated."""
 
 
 def read_image_size(path: Path) -> tuple[int, int]:
