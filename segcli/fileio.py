@@ -22,8 +22,8 @@ from segcli.errors import SegcliError
 
 MAX_JSON_MB = 512
 """Largest annotation file read, in MB (env SEGCLI_MAX_JSON_MB): Python holds a parsed COCO or
-VIA file in about 6x its size (measured in benchmarks/bench_memory.py), so 512 MB needs about
-3-4 GB; a bigger file is refused from its size before anything is read."""
+VIA file in about 7x its size (measured in benchmarks/bench_memory.py), so 512 MB needs about
+3.5 GB; a bigger file is refused from its size before anything is read."""
 
 
 def max_json_bytes() -> int:
@@ -46,7 +46,7 @@ def read_json(path: Path) -> object:
     limit = max_json_bytes()
     if path.stat().st_size > limit:
         raise SegcliError(f"file is {path.stat().st_size / 1024**2:.0f} MB, larger than the {limit / 1024**2:g} MB "
-                          f"limit for annotation files (it would take about 6x that in memory); split it, "
+                          f"limit for annotation files (it would take about 7x that in memory); split it, "
                           f"or raise the limit with SEGCLI_MAX_JSON_MB", path)
     if path.stat().st_size == 0:
         raise SegcliError("file is empty", path)
