@@ -36,24 +36,30 @@ def max_json_bytes() -> int:
     return int(megabytes * 1024**2)
 
 
-def read_json(path: Path) -> object:
-    """Load a JSON file; malformed, truncated, non-UTF-8 or NaN-bearing files raise SegcliError."""
+def read_text(path: Path, what: str = "a text file") -> str:
+    """An annotation or classes file as text (UTF-8, BOM allowed): missing files, folders, files
+    over the size limit and non-UTF-8 bytes raise SegcliError."""
     path = Path(path)
     if not path.exists():
         raise SegcliError("file not found", path)
     if path.is_dir():
-        raise SegcliError("is a folder, expected a JSON file", path)
+        raise SegcliError(f"is a folder, expected {what}", path)
     limit = max_json_bytes()
     if path.stat().st_size > limit:
         raise SegcliError(f"file is {path.stat().st_size / 1024**2:.0f} MB, larger than the {limit / 1024**2:g} MB "
                           f"limit for annotation files (it would take about 7x that in memory); split it, "
                           f"or raise the limit with SEGCLI_MAX_JSON_MB", path)
-    if path.stat().st_size == 0:
-        raise SegcliError("file is empty", path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SegcliError(f"not UTF-8 text (byte {exc.start})", path) from None
+
+
+def read_json(path: Path) -> object:
+    """Load a JSON file; malformed, truncated, non-UTF-8 or NaN-bearing files raise SegcliError."""
+    text = read_text(path, "a JSON file")
+    if not text:
+        raise SegcliError("file is empty", path)
     try:
         return parse_json(text)
     except json.JSONDecodeError as exc:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from segcli.errors import SegcliError
+from segcli.fileio import read_text
 from segcli.formats import geometry
 from segcli.formats.images import IMAGE_SUFFIXES, ImageFolder, files_inside, read_image_size
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
@@ -38,11 +38,7 @@ def find_classes_file(folder: Path) -> Path | None:
 
 def read_classes(path: Path) -> list[str]:
     """Class names by index; index 0 is background whatever its name."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SegcliError(f"not UTF-8 text (byte {exc.start})", path) from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     if names and names[0].lower() not in BACKGROUND_NAMES:
         names = ["_background_"] + names  # a file listing only object classes
     return names

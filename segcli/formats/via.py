@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from segcli.errors import SegcliError
-from segcli.fileio import parse_json
+from segcli.fileio import parse_json, read_text
 from segcli.formats.geometry import check_numbers
 from segcli.formats.labels import categories_for_labels, label_of_region, pick_label_attr
 from segcli.ledger import Ledger
@@ -210,11 +210,9 @@ def _valid_regions(image: ImageRecord, regions: list, ledger: Ledger) -> list[tu
 
 def read_via_csv(path: Path, ledger: Ledger, label_attr: str | None, default_category: str) -> Dataset:
     """Read a VIA 1.x/2.x CSV export (JSON objects inside CSV fields)."""
+    text = read_text(path, "a CSV file")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
         rows = list(csv.reader(io.StringIO(text)))
-    except UnicodeDecodeError as exc:
-        raise SegcliError(f"not UTF-8 text (byte {exc.start})", path) from None
     except csv.Error as exc:
         raise SegcliError(f"invalid CSV: {exc}", path) from None
     if not rows or not rows[0] or rows[0][0].lstrip("#") != "filename":
