@@ -63,6 +63,15 @@ def all_max(group: ProcessGroup, value: int) -> int:
     return int(tensor.item())
 
 
+def all_gather(group: ProcessGroup, value) -> list:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+    if not group.distributed:
+        return [value]
+    values = [None] * group.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def destroy(group: ProcessGroup) -> None:
     if group.distributed and dist.is_initialized():
         dist.destroy_process_group()

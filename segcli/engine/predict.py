@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from segcli.engine.overlay import draw_instances, draw_semantic
-from segcli.engine.distributed import barrier, init_process_group
+from segcli.engine.distributed import all_max, init_process_group
 from segcli.engine.interrupt import Interrupted, catch_signals, quiet_child, saving, signal_name, stop_requested
 from segcli.engine.run_dir import next_exp_dir
 from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, open_journal,
@@ -140,10 +140,11 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
         finisher.run(predictor, todo, root, journal_path, lambda done: emit(
             "progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start)), emit)
     elapsed = time.perf_counter() - start
-    if stop_requested():
-        raise Interrupted(stop_requested(), _interrupted_message(stop_requested(), out, len(paths))
-                          if group.is_main else "")
-    barrier(group)
+    # under torchrun every rank stops if a signal reached any (a barrier as well: a rank done
+    # first waits here for the others' journals, and is not left waiting for one that stopped)
+    signum = all_max(group, stop_requested() or 0)
+    if signum:
+        raise Interrupted(signum, _interrupted_message(signum, out, len(paths)) if group.is_main else "")
     if not group.is_main:
         return {}
     lines.update(merge_journals(out))

@@ -175,6 +175,7 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.state = TrainState()
+        self.rank_rngs: list[dict] | None = None  # under torchrun: every rank's RNG states (_gather_rng)
         if resume is not None:
             self._restore(resume)
         self.run_dir = run_dir if run_dir is not None else (
@@ -259,8 +260,11 @@ class Trainer:
         self.optimizer.load_state_dict(training["optimizer"])
         self.scaler.load_state_dict(training["scaler"])
         self.state = TrainState(**training["state"])
-        torch.set_rng_state(training["rng"]["torch"])
-        random.setstate((training["rng"]["python"][0], tuple(training["rng"]["python"][1]), None))
+        rng, ranks = training["rng"], training["rng"].get("ranks")
+        if ranks and len(ranks) == self.group.world_size:  # torchrun with as many processes as before
+            rng = ranks[self.group.rank]
+        torch.set_rng_state(rng["torch"])
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), None))
 
     def _note_extension(self, previous: int) -> None:
         total = self.config.epochs * len(self.train_loader)
@@ -315,6 +319,7 @@ class Trainer:
                     signum = distributed.all_max(self.group, signum)  # (a barrier as well)
                     if signum:
                         raise _Stop(signum)
+                self._gather_rng()
                 if self.group.is_main:
                     stop = self._end_epoch(epoch, row)
                 stop = distributed.broadcast_flag(self.group, stop)
@@ -322,11 +327,21 @@ class Trainer:
                     break
         except _Stop as exc:
             interrupted = exc.signum
+            try:
+                self._gather_rng()
+            except RuntimeError:  # another rank is gone: resuming gives every rank rank 0's states
+                self.rank_rngs = None
         finally:
             distributed.destroy(self.group)
         if interrupted:  # out of the except block: the loaders' iterators are gone, their workers shut down
             self._interrupted(interrupted)
         return self._summary(stopped_early=stop)
+
+    def _gather_rng(self) -> None:
+        """Under torchrun, every rank's RNG states for rank 0 to save (dropout differs by rank, so
+        an exact resume restores each rank's own)."""
+        if self.group.distributed:
+            self.rank_rngs = distributed.all_gather(self.group, _rng_state())
 
     def _agreed_stop(self) -> int:
         """The signal that stops the run now (0: go on); under torchrun every rank agrees."""
@@ -512,7 +527,7 @@ class Trainer:
         weights = self.run_dir / "weights"
         training = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                     "state": asdict(self.state),
-                    "rng": {"torch": torch.get_rng_state(), "python": _python_rng_state()}}
+                    "rng": {**_rng_state(), **({"ranks": self.rank_rngs} if self.rank_rngs else {})}}
         record = self._record()
         save_checkpoint(weights / "last.pt", self.bare_model, record, training=training)
         if improved:
@@ -544,6 +559,10 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": _python_rng_state()}
 
 
 def _python_rng_state() -> list:

@@ -1,5 +1,6 @@
 """Interruptions: real SIGINT / SIGTERM / SIGKILL sent to running ``segcli train`` and ``segcli
-predict folder`` processes (and, for exact positions, to this process during a training run).
+predict folder`` processes, also under torchrun (and, for exact positions, to this process during a
+training run).
 
 Every wait has a timeout as a hang guard; nothing asserts on timing. Subprocesses run with one
 thread (OMP_NUM_THREADS=1), so their numbers equal the in-process reference run's.
@@ -318,3 +319,145 @@ def test_predict_kill_9_then_resume(images, predicted, tmp_path):
     assert code == 0, err[-3000:]
     assert not [p for p in out.rglob(".*.tmp")]
     _same_outputs(out, predicted)
+
+
+# torchrun ---------------------------------------------------------------------------------------
+
+TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2, "-m", "segcli")
+TRAIN_DDP = ("--task", "semantic", "--model", "pspnet_mobilenet_v3_large", "--epochs", 3, "--batch", 2, "--imgsz", 96,
+             "--workers", 0, "--device", "cpu", "--seed", 3)
+
+
+def _torchrun(*args) -> subprocess.Popen:
+    """``torchrun --nproc_per_node 2 -m segcli ...`` in a process group of its own (whose id is its pid)."""
+    return subprocess.Popen([sys.executable, *map(str, TORCHRUN), *map(str, args)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _group_gone(pgid: int) -> bool:
+    """No live process is left in process group ``pgid`` (a hang guard of 30 s; zombies do not count)."""
+    def members() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    found.append(int(entry.name))
+        return found
+
+    deadline = time.monotonic() + 30
+    while members():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _only_torchrun_tracebacks(err: str) -> None:
+    """torchrun itself ends with its own traceback (SignalException) when signalled; segcli's
+    processes print none."""
+    import segcli
+
+    package = str(Path(segcli.__file__).parent)
+    tracebacks = err.split("Traceback (most recent call last):")[1:]
+    assert len(tracebacks) <= 1, err[-3000:]
+    for text in tracebacks:
+        assert "SignalException" in text and package not in text, err[-3000:]
+
+
+@pytest.fixture(scope="module")
+def reference_ddp(data, tmp_path_factory):
+    """The uninterrupted torchrun run: its last.pt weights and rows."""
+    out = tmp_path_factory.mktemp("interrupt_ref_ddp")
+    code, _, err = _finish(_torchrun("train", data, *TRAIN_DDP, "--out", out, "--name", "ref"))
+    assert code == 0, err[-3000:]
+    return (read_checkpoint(out / "ref" / "weights" / "last.pt")["state_dict"],
+            read_metrics_csv(out / "ref" / "metrics.csv"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_torchrun_train_stops_cleanly_and_resumes(data, tmp_path, reference_ddp, signum):
+    """SIGTERM to torchrun (what a cluster scheduler sends; torchrun forwards it to every process)
+    or SIGINT to the whole process group (Ctrl-C in a terminal: each process gets it twice, from
+    the terminal and from torchrun): the processes stop at the same step, rank 0 saves last.pt and
+    prints the one line, no process is left; --resume under torchrun ends with the weights of a
+    run never stopped."""
+    process = _torchrun("train", data, *TRAIN_DDP, "--out", tmp_path, "--name", "cut")
+    run = tmp_path / "cut"
+    _wait_for(lambda: (run / "metrics.csv").is_file(), process, "first epoch")
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    code, out, err = _finish(process)
+    assert code != 0, err[-3000:]  # torchrun's own code for "stopped by a signal"
+    assert _group_gone(process.pid), "torchrun's processes left running"
+    _only_torchrun_tracebacks(err + out)
+    message = " ".join(err.split())
+    assert message.count("interrupted:") == 1, err[-3000:]  # rank 0 only
+    assert f"({signal.Signals(signum).name}): saved {run / 'weights' / 'last.pt'}; continue with: segcli train " \
+           f"--resume {run}" in message, err[-3000:]
+    training = read_checkpoint(run / "weights" / "last.pt")["training"]
+    assert training["state"]["epoch"] >= 1
+    assert json.loads((run / "summary.json").read_text())["interrupted"]["signal"] == signal.Signals(signum).name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut"]  # rank 1 wrote nothing
+    code, out, err = _finish(_torchrun("train", "--resume", run))
+    assert code == 0, err[-3000:]
+    assert "resuming at epoch" in out
+    _same_as_reference(run, reference_ddp)
+
+
+def test_torchrun_predict_interrupted_then_resumed_equals_an_uninterrupted_run(images, predicted, tmp_path):
+    """SIGTERM to torchrun while both processes predict: each keeps the images it finished (its
+    own journal, whole overlays), rank 0 prints the one line, no process is left; --resume under
+    torchrun with as many processes completes the files of a run never interrupted."""
+    out = tmp_path / "out"
+    options = ("--out", out, "--workers", 0, "--batch", 2, "--device", "cpu")
+    process = _torchrun("predict", "folder", images, *options)
+    _wait_for(lambda: out.is_dir() and _journalled(out) >= 4, process, "4 finished images")
+    process.send_signal(signal.SIGTERM)
+    code, out_text, err = _finish(process)
+    assert code != 0, err[-3000:]  # torchrun's own code for "stopped by a signal"
+    assert _group_gone(process.pid), "torchrun's processes left running"
+    _only_torchrun_tracebacks(err + out_text)
+    message = " ".join(err.split())
+    assert message.count("interrupted:") == 1, err[-3000:]  # rank 0 only
+    assert f"--out {out} --resume to finish" in message and "images done and kept" in message, err[-3000:]
+    done = _check_partial_output(out)
+    assert 4 <= len(done) < 32
+    assert not (out / "dataset.json").exists()
+    code, out_text, err = _finish(_torchrun("predict", "folder", images, *options, "--resume"))
+    assert code == 0, err[-3000:]
+    assert f"resuming: {len(done)} image(s) already done" in out_text
+    _same_outputs(out, predicted)
+
+
+def test_torchrun_predict_signal_after_one_rank_is_done(tmp_path):
+    """Rank 1 has finished its (small) images and waits for rank 0, still on its large ones, when
+    torchrun is sent SIGTERM: rank 1 is not left waiting for a rank that stopped (no traceback,
+    no process left), and --resume completes the outputs."""
+    import shutil
+
+    for size, count in (("large", 3), ("small", 2)):
+        generate_shapes_dataset(tmp_path / size, count, seed=4, sizes=((1600, 1200) if size == "large" else (128, 96),))
+    images = tmp_path / "images"
+    images.mkdir()
+    for number in range(5):  # sorted names alternate: rank 0 takes a0, a2, a4 (large), rank 1 a1, a3
+        size, index = ("large", number // 2) if number % 2 == 0 else ("small", number // 2)
+        shutil.copy(tmp_path / size / "images" / f"{index:06d}.png", images / f"a{number}.png")
+    out = tmp_path / "out"
+    options = ("--out", out, "--workers", 0, "--batch", 1, "--device", "cpu")
+    process = _torchrun("predict", "folder", images, *options)
+    rank1 = out / "results.rank1.jsonl"
+    _wait_for(lambda: rank1.is_file() and len(rank1.read_text().splitlines()) == 2, process, "rank 1's images")
+    process.send_signal(signal.SIGTERM)
+    _, out_text, err = _finish(process)
+    assert _group_gone(process.pid), "torchrun's processes left running"
+    _only_torchrun_tracebacks(err + out_text)
+    code, out_text, err = _finish(_torchrun("predict", "folder", images, *options, "--resume"))
+    assert code == 0, err[-3000:]
+    assert [image["file_name"] for image in json.loads((out / "dataset.json").read_text())["images"]] == \
+        [f"a{number}.png" for number in range(5)]
