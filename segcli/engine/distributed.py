@@ -39,11 +39,6 @@ def init_process_group(device: torch.device) -> ProcessGroup:
     return ProcessGroup(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def barrier(group: ProcessGroup) -> None:
-    if group.distributed:
-        dist.barrier()
-
-
 def broadcast_flag(group: ProcessGroup, value: bool) -> bool:
     """Rank 0's ``value`` on every rank (e.g. "stop early")."""
     if not group.distributed:
