@@ -8,11 +8,14 @@ map blended over the image with a legend. Drawing uses cv2 on RGB uint8 arrays.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from segcli.formats import geometry
+
+BLEND_ROWS = 512
 
 
 def class_colours(count: int) -> list[tuple[int, int, int]]:
@@ -34,8 +37,9 @@ def draw_instances(rgb: np.ndarray, rles: list[dict], boxes: np.ndarray, labels:
     order = sorted(range(len(rles)), key=lambda i: -areas[i])
     for i in order:
         mask = geometry.rle_to_mask(rles[i])
-        colour = np.array(colours[int(labels[i])], dtype=np.float32)
-        canvas[mask] = (canvas[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        colour = colours[int(labels[i])]
+        _blend(canvas, mask, lambda band, colour=colour: np.full((band.stop - band.start, canvas.shape[1], 3),
+                                                                 colour, np.uint8), alpha)
         cv2.polylines(canvas, geometry.mask_contours(mask), True, colours[int(labels[i])], 1, cv2.LINE_AA)
     thickness = max(1, round(min(rgb.shape[:2]) / 400))
     for i in order:
@@ -48,14 +52,27 @@ def draw_instances(rgb: np.ndarray, rles: list[dict], boxes: np.ndarray, labels:
 
 def draw_semantic(rgb: np.ndarray, label_map: np.ndarray, names: list[str], alpha: float = 0.5) -> np.ndarray:
     """RGB uint8 picture with the class colour map blended in and a legend of present classes."""
-    colours = np.array(class_colours(len(names)), dtype=np.float32)
+    colours = np.array(class_colours(len(names)), dtype=np.uint8)
     canvas = rgb.copy()
-    painted = label_map > 0
-    canvas[painted] = (canvas[painted] * (1 - alpha) + colours[label_map[painted]] * alpha).astype(np.uint8)
+    _blend(canvas, label_map > 0, lambda band: colours[label_map[band]], alpha)
     present = [int(v) for v in np.unique(label_map) if v > 0]
     for row, value in enumerate(present):
         _label(canvas, names[value - 1], (4, 4 + row * 18 + 14), tuple(int(c) for c in colours[value]))
     return canvas
+
+
+def _blend(canvas: np.ndarray, mask: np.ndarray, colour_rows: Callable[[slice], np.ndarray], alpha: float) -> None:
+    """``canvas = (1 - alpha) * canvas + alpha * colour`` where ``mask`` is set, in bands of rows:
+    done on the whole picture at once, the float copies of a 10000x10000 image took 2.6 GB.
+    ``colour_rows(band)`` gives the colour image (uint8 RGB) of a band of rows."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return
+    for start in range(int(rows[0]), int(rows[-1]) + 1, BLEND_ROWS):
+        band = slice(start, min(int(rows[-1]) + 1, start + BLEND_ROWS))
+        part = canvas[band]
+        blended = cv2.addWeighted(part, 1 - alpha, colour_rows(band), alpha, 0)
+        np.copyto(part, blended, where=mask[band][..., None])
 
 
 def _label(canvas: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int]) -> None:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import batched_nms
 
 from segcli.engine.interrupt import ignore_signals
+from segcli.engine.postprocess import semantic_prediction
 from segcli.errors import SegcliError
 from segcli.formats import geometry
 from segcli.formats.images import IMAGE_SUFFIXES, files_inside
@@ -197,9 +198,8 @@ class Predictor:
         if tensor.shape[1:] == (height, width):
             result.pixels = tensor.permute(1, 2, 0).numpy()
         if self.task == "semantic":
-            logits = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
             dtype = np.uint8 if len(self.categories) < 255 else np.uint16
-            result.label_map = logits.argmax(1)[0].numpy().astype(dtype)
+            result.label_map = semantic_prediction(output, height, width, dtype)
             return result
         sy, sx = height / tensor.shape[1], width / tensor.shape[2]
         boxes = output["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy], dtype=np.float32)

@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from typer.testing import CliRunner
@@ -213,3 +214,48 @@ def test_local_processes_share_the_images_and_give_the_same_files(trained, tmp_p
         mb = geometry.rle_to_mask(geometry.rle_from_json(b["segmentation"], 120, 160))
         assert (ma != mb).sum() <= max(3, 0.01 * ma.sum())
     assert len(list((tmp_path / "p2" / "overlays").iterdir())) == 32
+
+
+def test_banded_label_maps_and_overlays_equal_the_whole_image_computation():
+    """The row-band computations that keep a 10000x10000 image within memory give what the
+    whole-image ones give: the label map of F.interpolate + argmax (up to a float-rounding pixel),
+    and the overlay blend (up to one grey level of rounding)."""
+    import torch.nn.functional as F
+
+    from segcli.engine.overlay import class_colours, draw_instances, draw_semantic
+    from segcli.engine.postprocess import semantic_prediction
+
+    generator = torch.Generator().manual_seed(0)
+    differing = total = 0
+    for h, w, height, width in ((60, 80, 700, 1000), (240, 320, 241, 333), (50, 40, 30, 20), (24, 32, 1100, 90)):
+        logits = torch.randn(1, 4, h, w, generator=generator)
+        expected = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False).argmax(1)[0]
+        got = semantic_prediction(logits, height, width, np.uint8, band_rows=97)
+        assert got.shape == (height, width) and got.dtype == np.uint8
+        differing += int((got != expected.numpy()).sum())
+        total += got.size
+    assert differing <= 3, (differing, total)
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (1100, 700, 3), dtype=np.uint8)
+    label_map = np.zeros((1100, 700), np.uint8)
+    label_map[100:900, 50:600] = 1
+    label_map[300:1000, 200:650] = 2
+    picture = draw_semantic(rgb, label_map, ["a", "b"], alpha=0.5)
+    lut = np.array(class_colours(2), dtype=np.float32)
+    painted = label_map > 0
+    reference = rgb.astype(np.float32)
+    reference[painted] = reference[painted] * 0.5 + lut[label_map[painted]] * 0.5
+    region = (slice(200, 1100), slice(0, 700))  # away from the legend drawn at the top left
+    assert np.abs(picture[region].astype(int) - reference[region]).max() <= 1
+    assert (picture[200:][~painted[200:]] == rgb[200:][~painted[200:]]).all()
+
+    mask = np.zeros((1100, 700), bool)
+    mask[400:1050, 100:500] = True
+    rle = geometry.mask_to_rle(mask)
+    boxes = np.array([[100, 400, 500, 1050]], dtype=np.float32)
+    picture = draw_instances(rgb, [rle], boxes, np.array([1]), np.array([0.9]), ["a"], alpha=0.45)
+    inner = (slice(420, 1030), slice(120, 480))  # inside the mask, away from outline, box and label
+    expected_inner = rgb[inner].astype(np.float32) * 0.55 + lut[1] * 0.45
+    assert np.abs(picture[inner].astype(int) - expected_inner).max() <= 1
+    assert (picture[:380] == rgb[:380]).all()
