@@ -196,7 +196,7 @@ def remove_temporaries(folder: Path, recursive: bool = False) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    found = [p for p in (folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))]
+    found = list(folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))
     for path in found:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -127,10 +127,10 @@ def load_predictions(path: Path) -> Predictions:
     image_names = category_names = None
     if sibling is not None:
         image_names = {img["id"]: img["file_name"] for img in sibling["images"]
-                       if isinstance(img, dict) and _is_int(img.get("id")) and isinstance(img.get("file_name"), str)}
+                       if isinstance(img, dict) and geometry.is_int(img.get("id")) and isinstance(img.get("file_name"), str)}
         categories = sibling.get("categories") if isinstance(sibling.get("categories"), list) else []
         category_names = {c["id"]: c["name"] for c in categories
-                          if isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str)}
+                          if isinstance(c, dict) and geometry.is_int(c.get("id")) and isinstance(c.get("name"), str)}
     return Predictions(results, path, image_names or None, category_names or None, warnings)
 
 
@@ -150,7 +150,7 @@ def _check_result(result: object, index: int, path: Path) -> None:
     if segmentation is not None and not isinstance(segmentation, (dict, list)):
         raise SegcliError("segmentation must be an RLE object or a polygon list", path, where)
     if isinstance(segmentation, dict):
-        problem = _rle_problem(segmentation)
+        problem = geometry.rle_json_problem(segmentation)
         if problem:
             raise SegcliError(problem, path, where)
     if isinstance(segmentation, list):
@@ -162,29 +162,6 @@ def _check_result(result: object, index: int, path: Path) -> None:
     if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4
                                  and all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)):
         raise SegcliError("bbox must be 4 finite numbers [x, y, w, h]", path, where)
-
-
-def _rle_problem(segmentation: dict) -> str | None:
-    """What is wrong with a prediction's RLE (pycocotools would crash on it or score garbage)."""
-    size, counts = segmentation.get("size"), segmentation.get("counts")
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
-        return "RLE segmentation needs size [h, w] (positive integers) and counts"
-    if isinstance(counts, str):
-        runs = geometry.rle_string_counts(counts)
-        if runs is None:
-            return "corrupt RLE: 'counts' is not a compressed COCO RLE string"
-        total = int(runs.sum())
-    elif isinstance(counts, list) and all(_is_int(v) and v >= 0 for v in counts):
-        total = sum(counts)
-    else:
-        return "RLE 'counts' must be a string or a list of non-negative integers"
-    if total != size[0] * size[1]:
-        return f"RLE counts sum to {total}, expected {size[0]}x{size[1]}"
-    return None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def join_predictions(truth: GroundTruth, predictions: Predictions) -> tuple[list[dict], list[str]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -106,6 +106,21 @@ def catch_signals(note: str = "stopping at the next safe point", escalate: bool 
             for s, handler in state.previous.items():
                 signal.signal(s, handler if handler is not None else signal.SIG_DFL)
             state.previous = {}
+
+
+@contextmanager
+def interruptible(note: str, main: bool, distributed: bool, stopped_at_once: Callable[[], str]) -> Iterator[None]:
+    """``catch_signals`` around a whole job (train, predict): ``note`` is printed on the first
+    signal (by the main process only), and a second signal, which stops at once, becomes
+    ``Interrupted`` with the message ``stopped_at_once()`` gives. Under torchrun a repeated signal
+    is only noted (see the module docstring)."""
+    with catch_signals(note if main else "", escalate=not distributed):
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Interrupted) or not main:
+                raise
+            raise Interrupted(stop_requested() or signal.SIGINT, stopped_at_once()) from None
 
 
 def stop_requested() -> int | None:

@@ -29,8 +29,8 @@ import torch
 import torch.distributed as dist
 
 from segcli.engine.overlay import draw_instances, draw_semantic
-from segcli.engine.distributed import all_max, init_process_group
-from segcli.engine.interrupt import Interrupted, catch_signals, quiet_child, saving, signal_name, stop_requested
+from segcli.engine.distributed import all_max, destroy, init_process_group
+from segcli.engine.interrupt import Interrupted, interruptible, quiet_child, saving, signal_name, stop_requested
 from segcli.engine.run_dir import next_exp_dir
 from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, open_journal,
                                            prediction_record, predictions_dataset, read_journal, record_to_line,
@@ -97,18 +97,17 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     Raises:
         Interrupted: SIGINT/SIGTERM arrived (see the module docstring).
     """
-    note = "finishing the images in progress, then stopping (once more: stop at once)"
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    with catch_signals(note if int(os.environ.get("RANK", "0")) == 0 else "", escalate=not distributed):
-        where: dict = {}
-        try:
-            return _predict_images(paths, root, options, on_event, where)
-        except KeyboardInterrupt as exc:
-            if isinstance(exc, Interrupted):
-                raise
-            out = where.get("out")
-            raise Interrupted(stop_requested() or signal.SIGINT, "stopped at once; the images finished so far are kept"
-                              + (f": run the same command with --out {out} --resume to finish" if out else "")) from None
+    where: dict = {}
+
+    def stopped_at_once() -> str:
+        out = where.get("out")
+        return "stopped at once; the images finished so far are kept" + (
+            f": run the same command with --out {out} --resume to finish" if out else "")
+
+    with interruptible("finishing the images in progress, then stopping (once more: stop at once)",
+                       int(os.environ.get("RANK", "0")) == 0, int(os.environ.get("WORLD_SIZE", "1")) > 1,
+                       stopped_at_once):
+        return _predict_images(paths, root, options, on_event, where)
 
 
 def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_event: Callable[..., None],

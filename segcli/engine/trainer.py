@@ -39,7 +39,7 @@ from segcli.data.datasets import (GroupedBatchSampler, InstanceDataset, Semantic
 from segcli.data.targets import class_index
 from segcli.engine import distributed
 from segcli.engine.evaluate import ConfusionMatrix, coco_scores
-from segcli.engine.interrupt import Interrupted, catch_signals, ignore_signals, saving, signal_name, stop_requested
+from segcli.engine.interrupt import Interrupted, interruptible, ignore_signals, saving, signal_name, stop_requested
 from segcli.engine.postprocess import detections_to_results, ground_truth_dict, semantic_prediction
 from segcli.engine.run_dir import new_run_dir, plot_curves, write_metrics_csv
 from segcli.engine.train_data import resolve_splits
@@ -288,14 +288,10 @@ class Trainer:
         """
         note = "stopping before the next step and saving weights/last.pt" + (
             "" if self.group.distributed else " (once more: stop at once, without saving this epoch's progress)")
-        with catch_signals(note if self.group.is_main else "", escalate=not self.group.distributed):
-            try:
-                return self._run()
-            except KeyboardInterrupt as exc:
-                if isinstance(exc, Interrupted) or not self.group.is_main:
-                    raise
-                raise Interrupted(stop_requested() or 2, "stopped at once: weights/last.pt holds the last finished "
-                                  f"epoch; continue with: segcli train --resume {self.run_dir}") from None
+        with interruptible(note, self.group.is_main, self.group.distributed, lambda: (
+                "stopped at once: weights/last.pt holds the last finished epoch; continue with: segcli train "
+                f"--resume {self.run_dir}")):
+            return self._run()
 
     def _run(self) -> dict:
         config = self.config

@@ -19,7 +19,7 @@ import numpy as np
 
 from segcli import __version__
 from segcli.formats import geometry
-from segcli.formats.geometry import check_numbers
+from segcli.formats.geometry import check_numbers, is_int
 from segcli.formats.images import MAX_IMAGE_PIXELS
 from segcli.formats.via import valid_attribute_defs, validate_via_shape
 from segcli.ledger import Ledger
@@ -85,7 +85,7 @@ def _read_categories(raw: list, annotations: list, ledger: Ledger) -> tuple[list
     categories: list[Category] = []
     for index, cat in enumerate(raw):
         item = f"category {index}"
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")) or not isinstance(cat.get("name"), str):
+        if not isinstance(cat, dict) or not is_int(cat.get("id")) or not isinstance(cat.get("name"), str):
             ledger.error("category needs an integer 'id' and a string 'name'", item=item)
             continue
         if any(c.id == cat["id"] for c in categories):
@@ -94,7 +94,7 @@ def _read_categories(raw: list, annotations: list, ledger: Ledger) -> tuple[list
             ledger.error(f"duplicate category name {cat['name']!r}", item=item)
         else:
             categories.append(Category(cat["id"], cat["name"], str(cat.get("supercategory") or "")))
-    used = {a.get("category_id") for a in annotations if isinstance(a, dict) and _is_int(a.get("category_id"))}
+    used = {a.get("category_id") for a in annotations if isinstance(a, dict) and is_int(a.get("category_id"))}
     zero = next((c for c in categories if c.id == 0), None)
     if zero is not None and 0 not in used:
         categories.remove(zero)
@@ -113,7 +113,7 @@ def _read_images(raw: list, ledger: Ledger) -> dict[int, ImageRecord]:
     images: dict[int, ImageRecord] = {}
     for index, img in enumerate(raw):
         item = f"image {index}"
-        if not isinstance(img, dict) or not _is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
+        if not isinstance(img, dict) or not is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
             ledger.error("image needs an integer 'id' and a string 'file_name'", item=item)
             continue
         if img["id"] in images:
@@ -121,7 +121,7 @@ def _read_images(raw: list, ledger: Ledger) -> dict[int, ImageRecord]:
             continue
         width, height = img.get("width"), img.get("height")
         if width is not None or height is not None:
-            if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+            if not (is_int(width) and is_int(height) and width > 0 and height > 0):
                 ledger.error(f"width/height must be positive integers, got {width!r}x{height!r}",
                              img["file_name"], item)
                 width = height = None
@@ -136,11 +136,11 @@ def _read_images(raw: list, ledger: Ledger) -> dict[int, ImageRecord]:
             ledger.error(f"attributes.{NONAREA_ATTR} must be a list", img["file_name"], item)
             nonarea = []
         record = ImageRecord(file_name=img["file_name"], id=img["id"], width=width, height=height,
-                             size_bytes=img.get("via_size") if _is_int(img.get("via_size")) else None,
+                             size_bytes=img.get("via_size") if is_int(img.get("via_size")) else None,
                              attributes=attributes,
                              extra={k: v for k, v in img.items() if k not in IMAGE_KEYS})
         record.nonarea_regions = [(int(r["index"]), r["region"]) for r in nonarea
-                                  if isinstance(r, dict) and _is_int(r.get("index")) and isinstance(r.get("region"), dict)]
+                                  if isinstance(r, dict) and is_int(r.get("index")) and isinstance(r.get("region"), dict)]
         images[img["id"]] = record
     return images
 
@@ -151,19 +151,19 @@ def _read_annotation(index: int, raw: object, images: dict, id_to_name: dict, se
     if not isinstance(raw, dict):
         ledger.error("annotation must be an object", item=item)
         return
-    if _is_int(raw.get("id")):
+    if is_int(raw.get("id")):
         item = f"annotation id {raw['id']}"
-    image = images.get(raw.get("image_id")) if _is_int(raw.get("image_id")) else None
+    image = images.get(raw.get("image_id")) if is_int(raw.get("image_id")) else None
     if image is None:
         ledger.error(f"unknown image_id {raw.get('image_id')!r}", item=item)
         return
-    if not _is_int(raw.get("category_id")) or raw.get("category_id") not in id_to_name:
+    if not is_int(raw.get("category_id")) or raw.get("category_id") not in id_to_name:
         ledger.error(f"unknown category_id {raw.get('category_id')!r}", image.file_name, item)
         return
     attributes = dict(raw["attributes"]) if isinstance(raw.get("attributes"), dict) else {}
     annotation = Annotation(category=id_to_name[raw["category_id"]], attributes=attributes,
                             iscrowd=1 if raw.get("iscrowd") else 0, source=item,
-                            id=raw["id"] if _is_int(raw.get("id")) else None,
+                            id=raw["id"] if is_int(raw.get("id")) else None,
                             score=raw.get("score") if check_numbers([raw.get("score")], "") is None else None)
     problem = _read_geometry(raw, annotation, image)
     if problem:
@@ -216,23 +216,10 @@ def _read_geometry(raw: dict, annotation: Annotation, image: ImageRecord) -> str
 
 
 def _read_rle(segmentation: dict, annotation: Annotation, image: ImageRecord) -> str | None:
-    size, counts = segmentation.get("size"), segmentation.get("counts")
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
-        return f"RLE 'size' must be [height, width], got {size!r}"
-    if isinstance(counts, list):
-        problem = check_numbers(counts, "RLE counts")
-        if problem or any(v < 0 or v != int(v) for v in counts):
-            return problem or "RLE counts must be non-negative integers"
-        if sum(counts) != size[0] * size[1]:
-            return f"RLE counts sum to {sum(counts)}, expected {size[0]}x{size[1]}"
-    elif not isinstance(counts, str):
-        return "RLE 'counts' must be a string or a list of integers"
-    else:  # pycocotools decodes a string that is too short or corrupt into garbage, not an error
-        runs = geometry.rle_string_counts(counts)
-        if runs is None:
-            return "corrupt RLE: 'counts' is not a compressed COCO RLE string"
-        if int(runs.sum()) != size[0] * size[1]:
-            return f"RLE counts sum to {int(runs.sum())}, expected {size[0]}x{size[1]}"
+    problem = geometry.rle_json_problem(segmentation)
+    if problem:
+        return problem
+    size, counts = segmentation["size"], segmentation["counts"]
     if image.height is not None and [image.height, image.width] != list(size):
         return f"RLE size {size} does not match the image size [{image.height}, {image.width}]"
     try:
@@ -252,10 +239,6 @@ def _mark_default_categories(dataset: Dataset) -> None:
             annotation.category_from_default = (
                 annotation.category == dataset.default_category
                 and annotation.category not in options and dataset.label_attr not in annotation.attributes)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def write_coco(dataset: Dataset, ledger: Ledger) -> dict:

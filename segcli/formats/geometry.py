@@ -30,6 +30,11 @@ scribble, 40,000 crossings, takes over a minute; a million points would never en
 outline crosses itself that often."""
 
 
+def is_int(value: object) -> bool:
+    """A JSON integer (``True`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_numbers(values: list, what: str) -> str | None:
     """Return a problem description if ``values`` is not a list of finite, sane numbers."""
     if not isinstance(values, list):
@@ -280,6 +285,31 @@ def rle_from_json(segmentation: dict, height: int, width: int) -> dict:
     if isinstance(counts, list):
         return mask_utils.frPyObjects(segmentation, h, w)
     return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def rle_json_problem(segmentation: dict) -> str | None:
+    """What is wrong with a COCO RLE object (``{"size": [h, w], "counts": ...}``), or None:
+    pycocotools crashes on a malformed one, and decodes a compressed string whose runs do not
+    add up to ``h * w`` into garbage instead of failing."""
+    size, counts = segmentation.get("size"), segmentation.get("counts")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(is_int(v) and v > 0 for v in size)):
+        return f"RLE 'size' must be the mask size [h, w] in positive integers, got {size!r}"
+    if isinstance(counts, list):
+        problem = check_numbers(counts, "RLE counts")
+        if problem or any(v < 0 or v != int(v) for v in counts):
+            return problem or "RLE counts must be non-negative integers"
+        total = sum(counts)
+    elif isinstance(counts, str):
+        runs = rle_string_counts(counts)
+        if runs is None:
+            return "corrupt RLE: 'counts' is not a compressed COCO RLE string"
+        total = int(runs.sum())
+    else:
+        return "RLE 'counts' must be a string or a list of integers"
+    if total != size[0] * size[1]:
+        return f"RLE counts sum to {total}, expected {size[0]}x{size[1]}"
+    return None
 
 
 def rle_string_counts(counts: str | bytes) -> np.ndarray | None:

@@ -158,6 +158,16 @@ def _all_gone(pids: set[int]) -> bool:
     return True
 
 
+def _interrupt(process: subprocess.Popen, signum: int) -> tuple[int, str, str]:
+    """SIGINT to the whole process group (Ctrl-C in a terminal) or another signal to the main
+    process only (a scheduler's SIGTERM); then wait for the end: (exit code, stdout, stderr)."""
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    return _finish(process)
+
+
 def _finish(process: subprocess.Popen) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=HANG_GUARD)
     return process.returncode, out, err
@@ -182,11 +192,7 @@ def test_train_subprocess_stops_cleanly_and_resumes(data, tmp_path, reference, s
     run = tmp_path / "cut"
     _wait_for(lambda: (run / "metrics.csv").is_file(), process, "first epoch")
     children = _descendants(process.pid)
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signum)
-    else:
-        process.send_signal(signum)
-    code, out, err = _finish(process)
+    code, out, err = _interrupt(process, signum)
     assert code == 128 + signum, err[-3000:]
     assert "Traceback" not in err + out
     assert f"({signal.Signals(signum).name}): saved {run / 'weights' / 'last.pt'}; continue with: segcli train " \
@@ -284,11 +290,7 @@ def test_predict_interrupted_then_resumed_equals_an_uninterrupted_run(images, pr
     process = _segcli("predict", "folder", images, "--out", out, *PREDICT, new_session=True)
     _wait_for(lambda: out.is_dir() and _journalled(out) >= 4, process, "4 finished images")
     children = _descendants(process.pid)
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signum)
-    else:
-        process.send_signal(signum)
-    code, out_text, err = _finish(process)
+    code, out_text, err = _interrupt(process, signum)
     assert code == 128 + signum, err[-3000:]
     assert "Traceback" not in err + out_text
     message = " ".join(err.split())
@@ -388,11 +390,7 @@ def test_torchrun_train_stops_cleanly_and_resumes(data, tmp_path, reference_ddp,
     process = _torchrun("train", data, *TRAIN_DDP, "--out", tmp_path, "--name", "cut")
     run = tmp_path / "cut"
     _wait_for(lambda: (run / "metrics.csv").is_file(), process, "first epoch")
-    if signum == signal.SIGINT:
-        os.killpg(process.pid, signum)
-    else:
-        process.send_signal(signum)
-    code, out, err = _finish(process)
+    code, out, err = _interrupt(process, signum)
     assert code != 0, err[-3000:]  # torchrun's own code for "stopped by a signal"
     assert _group_gone(process.pid), "torchrun's processes left running"
     _only_torchrun_tracebacks(err + out)

@@ -132,44 +132,36 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
+def read_and_write(path: Path, text: str) -> None:
+    """``text`` as a file through the reader and, when it reads, through every writer."""
+    path.write_text(text, encoding="utf-8")
+    dataset, ledger = read(path)
+    if dataset is not None:
+        write_all(dataset, ledger, path.parent)
+
+
 @FUZZ
 @given(data=json_values)
 def test_random_json(workdir, data):
-    path = workdir / "random.json"
-    path.write_text(dump(data), encoding="utf-8")
-    dataset, ledger = read(path)
-    if dataset is not None:
-        write_all(dataset, ledger, workdir)
+    read_and_write(workdir / "random.json", dump(data))
 
 
 @FUZZ
 @given(data=st.one_of(via_export, via_project))
 def test_via_shaped_json(workdir, data):
-    path = workdir / "via.json"
-    path.write_text(dump(data), encoding="utf-8")
-    dataset, ledger = read(path)
-    if dataset is not None:
-        write_all(dataset, ledger, workdir)
+    read_and_write(workdir / "via.json", dump(data))
 
 
 @FUZZ
 @given(data=coco_document)
 def test_coco_shaped_json(workdir, data):
-    path = workdir / "coco.json"
-    path.write_text(dump(data), encoding="utf-8")
-    dataset, ledger = read(path)
-    if dataset is not None:
-        write_all(dataset, ledger, workdir)
+    read_and_write(workdir / "coco.json", dump(data))
 
 
 @FUZZ
 @given(data=via3_document)
 def test_via3_shaped_json(workdir, data):
-    path = workdir / "via3.json"
-    path.write_text(dump(data), encoding="utf-8")
-    dataset, ledger = read(path)
-    if dataset is not None:
-        write_all(dataset, ledger, workdir)
+    read_and_write(workdir / "via3.json", dump(data))
 
 
 HEADER = "#filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,region_attributes\n"
@@ -182,11 +174,7 @@ csv_field = st.one_of(st.text(max_size=20), json_values.map(dump), shape.map(dum
 def test_via_csv(workdir, rows, quoted, header, tail):
     def cell(value: str) -> str:
         return '"' + value.replace('"', '""') + '"' if quoted else value
-    path = workdir / "via.csv"
-    path.write_text(header + "\n".join(",".join(cell(v) for v in row) for row in rows) + tail, encoding="utf-8")
-    dataset, ledger = read(path)
-    if dataset is not None:
-        write_all(dataset, ledger, workdir)
+    read_and_write(workdir / "via.csv", header + "\n".join(",".join(cell(v) for v in row) for row in rows) + tail)
 
 
 @FUZZ
