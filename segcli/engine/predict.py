@@ -142,6 +142,9 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     # under torchrun every rank stops if a signal reached any (a barrier as well: a rank done
     # first waits here for the others' journals, and is not left waiting for one that stopped)
     signum = all_max(group, stop_requested() or 0)
+    # the ranks are done with each other (only files from here on); a rank that leaves without
+    # this could abort in gloo's teardown ("terminate called without an active exception")
+    destroy(group)
     if signum:
         raise Interrupted(signum, _interrupted_message(signum, out, len(paths)) if group.is_main else "")
     if not group.is_main:
