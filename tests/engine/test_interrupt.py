@@ -447,7 +447,9 @@ def test_torchrun_predict_signal_after_one_rank_is_done(tmp_path):
         size, index = ("large", number // 2) if number % 2 == 0 else ("small", number // 2)
         shutil.copy(tmp_path / size / "images" / f"{index:06d}.png", images / f"a{number}.png")
     out = tmp_path / "out"
-    options = ("--out", out, "--workers", 0, "--batch", 1, "--device", "cpu")
+    # --tile 256: each large image is ~50 model passes, so rank 0 is still busy for seconds after
+    # rank 1's two small images (one pass each): the signal lands in that window by a wide margin
+    options = ("--out", out, "--workers", 0, "--batch", 1, "--device", "cpu", "--tile", 256)
     process = _torchrun("predict", "folder", images, *options)
     rank1 = out / "results.rank1.jsonl"
     _wait_for(lambda: rank1.is_file() and len(rank1.read_text().splitlines()) == 2, process, "rank 1's images")
