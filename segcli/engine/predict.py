@@ -38,6 +38,7 @@ from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline
 from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images, relative_name
 from segcli.errors import SegcliError
 from segcli.fileio import remove_temporaries, write_bytes_atomic, write_json_atomic
+from segcli.formats.masks import check_class_names, classes_text
 
 FORMATS = ("coco", "via", "masks", "all")
 
@@ -119,6 +120,8 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     group = init_process_group(predictor.device)
     emit = on_event if group.is_main else (lambda *a, **k: None)
     names = [c["name"] for c in predictor.categories]
+    if predictor.task == "semantic":
+        check_class_names(names, options.weights)  # masks/classes.txt must hold them: refuse before any work
     keep = _class_filter(options.classes, names)
     out = where["out"] = _shared_output_dir(group, options)
     if options.resume and group.is_main:
@@ -159,7 +162,7 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     dataset = predictions_dataset(records, predictor.categories, root)
     written = write_prediction_files(dataset, out, options.polygons, formats, outlines)
     if predictor.task == "semantic" and "masks" in formats:
-        write_bytes_atomic(out / "masks" / "classes.txt", ("\n".join(["_background_"] + names) + "\n").encode())
+        write_bytes_atomic(out / "masks" / "classes.txt", classes_text(names).encode())
     new = sum(1 for name, line in lines.items() if name not in done_before and "skipped" not in line)
     summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
                "done": len(records), "predicted_now": new, "skipped": skipped, "instances_per_class": dict(counts),

@@ -3,19 +3,26 @@
 Written maps hold 0 for background, ``k`` for the k-th category (in category-id order, so
 ``classes.txt`` line k names it) and 255 for ignored pixels (crowd regions). Where objects overlap,
 the smaller object wins: objects are painted largest first, so a small object on a large one
-stays visible. Maps are 8-bit, or 16-bit PNG when there are more than 254 classes. Reading turns
-each connected component (8-connectivity) of each class into one instance. Palette ("P") PNGs,
-as PASCAL VOC and labelme write them, are read by index.
+stays visible. Maps are 8-bit, or 16-bit PNG when there are more than 254 classes (at most
+65,535). Reading turns each connected component (8-connectivity) of each class into one instance.
+Palette ("P") PNGs, as PASCAL VOC and labelme write them, are read by index.
+
+``classes.txt`` holds one name a line, read back exactly (blank lines are skipped): names that
+a line cannot hold (blank, or with a line break or another control character) and duplicate
+names are refused, on writing and on reading, so a class never takes another's index.
 """
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from segcli.errors import SegcliError
 from segcli.fileio import read_text
 from segcli.formats import geometry
 from segcli.formats.images import IMAGE_SUFFIXES, ImageFolder, files_inside, read_image_size
@@ -25,6 +32,9 @@ from segcli.structures import Annotation, Category, Dataset, ImageRecord
 
 CLASS_FILES = ("classes.txt", "class_names.txt", "labels.txt")
 BACKGROUND_NAMES = {"_background_", "background", "__background__", "bg"}
+BACKGROUND = "_background_"
+MAX_CLASSES = 65535
+"""Most categories a label-mask folder holds: label PNGs are at most 16-bit."""
 
 
 def find_classes_file(folder: Path) -> Path | None:
@@ -37,11 +47,58 @@ def find_classes_file(folder: Path) -> Path | None:
 
 
 def read_classes(path: Path) -> list[str]:
-    """Class names by index; index 0 is background whatever its name."""
-    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
-    if names and names[0].lower() not in BACKGROUND_NAMES:
-        names = ["_background_"] + names  # a file listing only object classes
+    """Class names by index; index 0 is background whatever its name. Lines are names exactly
+    as written (spaces kept, so that what ``classes_text`` writes reads back the same); blank
+    lines are skipped; a name on two lines is refused (the second would never be used)."""
+    numbered = [(number, line) for number, line in enumerate(read_text(path).splitlines(), start=1)
+                if line.strip()]
+    first_line: dict[str, int] = {}
+    for number, name in numbered:
+        if name in first_line:
+            raise SegcliError(f"class name {name!r} is on lines {first_line[name]} and {number}: "
+                              "each class needs its own name", path)
+        first_line[name] = number
+    names = [name for _, name in numbered]
+    if names and names[0].strip().lower() not in BACKGROUND_NAMES:
+        names = [BACKGROUND] + names  # a file listing only object classes
     return names
+
+
+def classes_text(names: list[str]) -> str:
+    """``classes.txt`` for object classes ``names`` (line 0 is the background); refuses names
+    ``read_classes`` would not read back as written (see ``check_class_names``)."""
+    check_class_names(names)
+    return "\n".join([BACKGROUND, *names]) + "\n"
+
+
+def check_class_names(names: list[str], source: str | Path | None = None) -> None:
+    """Raise SegcliError for a name a classes.txt line cannot hold, or a name given twice."""
+    seen = {BACKGROUND}
+    for name in names:
+        problem = _class_name_problem(name)
+        if problem is None and name in seen:
+            problem = "is the background's name (line 0)" if name == BACKGROUND else "is given twice"
+        if problem is not None:
+            raise SegcliError(f"category name {name!r} {problem}: classes.txt cannot hold it "
+                              "(rename the category)", source)
+        seen.add(name)
+
+
+def _class_name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "is blank"
+    # Cc: line breaks, tabs, NUL...; Zl/Zp: U+2028/U+2029, which str.splitlines() also splits at
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    return None if bad is None else f"holds the control character U+{ord(bad):04X}"
+
+
+def check_mask_categories(dataset: Dataset) -> None:
+    """Refuse, before any work, categories a label-mask folder cannot hold: more than 16-bit
+    label values can number, or names classes.txt cannot hold."""
+    if len(dataset.categories) > MAX_CLASSES:
+        raise SegcliError(f"{len(dataset.categories)} categories: label-mask PNGs hold at most {MAX_CLASSES} "
+                          "(16-bit values); write COCO or VIA instead", dataset.source_path)
+    check_class_names([c.name for c in dataset.categories], dataset.source_path)
 
 
 def read_label_map(path: Path) -> np.ndarray:
@@ -115,10 +172,11 @@ def _add_components(record: ImageRecord, label_map: np.ndarray, names: list[str]
 
 def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
     """Write one label PNG per image of known size into ``folder`` (created) plus classes.txt."""
+    check_mask_categories(dataset)
     folder.mkdir(parents=True)
     index = {c.name: i for i, c in enumerate(dataset.categories, start=1)}
     dtype = np.uint8 if len(index) < IGNORE_INDEX else np.uint16
-    (folder / "classes.txt").write_text("\n".join(["_background_"] + list(index)) + "\n", encoding="utf-8")
+    (folder / "classes.txt").write_text(classes_text(list(index)), encoding="utf-8")
     written: set[str] = set()
     for image in dataset.images:
         if image.width is None:
@@ -134,6 +192,34 @@ def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(target), label_map):
             raise OSError(f"could not write {target}")
+
+
+def foreign_content(folder: Path) -> str | None:
+    """What in ``folder`` a label-mask folder written by ``write_mask_folder`` would not hold
+    (anything but classes.txt at the top and 8/16-bit single-channel PNGs), or None: such a
+    folder may hold the user's own files, so it must not be replaced. Stops at the first find."""
+    if any(folder.iterdir()) and not _is_regular(folder / "classes.txt"):
+        return "no classes.txt"
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink() or not (path.is_dir() or path == folder / "classes.txt" or _is_label_png(path)):
+                return f"{path.relative_to(folder).as_posix()!r}, which is not a label map"
+    return None
+
+
+def _is_regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _is_label_png(path: Path) -> bool:
+    if path.suffix != ".png" or not _is_regular(path):  # is_file: never open a FIFO
+        return False
+    try:
+        with Image.open(path) as image:  # the header only
+            return image.format == "PNG" and image.mode in ("L", "I;16")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def _safe_relative(file_name: str) -> Path:
