@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -203,3 +203,25 @@ def remove_temporaries(folder: Path, recursive: bool = False) -> int:
         else:
             path.unlink(missing_ok=True)
     return len(found)
+
+
+def refuse_writing_inputs(output: Path, inputs: Iterable[Path], input_folders: Iterable[Path] = (),
+                          what: str = "output") -> None:
+    """Raise SegcliError when writing ``output`` could replace or delete an input.
+
+    ``inputs``: files and folders read; ``output`` must not be one of them nor hold one (an
+    output folder replaced with --overwrite would take them with it). ``input_folders``: folders
+    read as a whole (a mask folder, an evaluation split); ``output`` must not be inside them
+    either. Paths are compared after resolving symlinks and ``..``.
+    """
+    target = Path(output).resolve()
+    # an output that is not there yet can be no input nor hold one (and image lists stay unresolved)
+    for path in inputs if os.path.lexists(output) else ():
+        source = Path(path).resolve()
+        if target == source:
+            raise SegcliError(f"{what} would overwrite the input {path}", output)
+        if source.is_relative_to(target):
+            raise SegcliError(f"{what} holds the input {path}: writing it would replace it", output)
+    for folder in input_folders:
+        if target.is_relative_to(Path(folder).resolve()):
+            raise SegcliError(f"{what} is inside the input folder {folder}: choose a path outside it", output)

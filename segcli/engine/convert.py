@@ -2,7 +2,10 @@
 account for every change in a ledger saved as ``OUTPUT.report.json``.
 
 Nothing is written when the input has errors, or when ``strict`` is set and the ledger holds a
-lossy entry; outputs are written atomically (temporary file, then rename).
+lossy entry; outputs are written atomically (temporary file, then rename). The output and its
+report are both checked before the first is written: neither may be or hold an input (the
+annotation file, the mask folder and its classes file, the images folder or an image read), an
+existing one is replaced only with ``overwrite``, and a mask folder only when segcli wrote it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.errors import SegcliError
-from segcli.fileio import write_files_atomic, write_json_atomic
+from segcli.fileio import refuse_writing_inputs, write_files_atomic, write_json_atomic
+from segcli.formats import masks
 from segcli.formats.io import OUTPUT_FORMATS, build_output, detect_format, locate_images, read_annotations
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
@@ -80,15 +84,23 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
     to = to or infer_output_format(input_format, output)
     if to not in OUTPUT_FORMATS:
         raise SegcliError(f"unknown output format {to!r} (choose from {', '.join(OUTPUT_FORMATS)})")
-    if output.exists() and not overwrite:
-        raise SegcliError("output exists; pass --overwrite to replace it", output)
-    if output.resolve() == input_path.resolve():
-        raise SegcliError("output would overwrite the input", output)
+    inputs = [input_path] + ([images_dir] if images_dir is not None else [])
+    input_folders = []
+    if input_format == "masks":
+        inputs += [classes for classes in [masks.find_classes_file(input_path)] if classes is not None]
+        input_folders.append(input_path)  # outputs inside it would be read back as part of it
+    check_output_paths(output, to, inputs, input_folders, overwrite)  # fail fast, before reading
     ledger = Ledger(str(input_path))
     dataset = read_annotations(input_path, ledger, label_attr, category, images_dir, detected)
     ledger.raise_errors()
+    if to == "masks":
+        masks.check_mask_categories(dataset)
     if to in ("coco", "masks") and input_format != "masks":
-        locate_images(dataset, images_dir, ledger)
+        inputs.append(locate_images(dataset, images_dir, ledger))
+    inputs += [image.path for image in dataset.images if image.path is not None]
+    check_output_paths(output, to, inputs, input_folders, overwrite)  # now with the images read
+    if to == "masks" and output.is_dir():
+        _refuse_foreign_folder(output)
     built = build_output(dataset, to, ledger)
     _refuse_errors(ledger, strict, input_path)
     if callable(built):
@@ -99,11 +111,36 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
         write_files_atomic(output, write_checked, overwrite)
     else:
         write_json_atomic(output, built, overwrite)
-    report = report_path(output)
+    report = report_path(output)  # checked above: replacing it is what --overwrite asked for
     write_json_atomic(report, {"input": str(input_path), "input_format": dataset.source_format,
                                "output": str(output), "to": to, **ledger.to_json()}, overwrite=True, indent=1)
     images_written, objects_written = _count_written(built, to, dataset, ledger)
     return ConvertResult(dataset, ledger, output, report, to, images_written, objects_written)
+
+
+def check_output_paths(output: Path, to: str, inputs: list[Path], input_folders: list[Path],
+                       overwrite: bool) -> None:
+    """Refuse, before anything is written, an output or report that is or holds an input, that
+    exists without ``overwrite``, or that is a folder where a file goes (or the reverse)."""
+    for path, what in ((output, "output"), (report_path(output), "report")):
+        refuse_writing_inputs(path, inputs, input_folders, what)
+        if not path.exists():
+            continue
+        if not overwrite:
+            raise SegcliError(f"{what} exists; pass --overwrite to replace it", path)
+        wants_folder = to == "masks" and what == "output"
+        if path.is_dir() and not wants_folder:
+            raise SegcliError("is a folder, expected a file path", path)
+        if wants_folder and not path.is_dir():
+            raise SegcliError("is a file, but --to masks writes a folder", path)
+
+
+def _refuse_foreign_folder(output: Path) -> None:
+    """--overwrite replaces a mask folder as a whole: only one segcli wrote, never user files."""
+    foreign = masks.foreign_content(output)
+    if foreign is not None:
+        raise SegcliError(f"--overwrite only replaces a label-mask folder segcli wrote, and this one holds "
+                          f"{foreign}: choose a new or empty folder", output)
 
 
 def _refuse_errors(ledger: Ledger, strict: bool, input_path: Path) -> None:
