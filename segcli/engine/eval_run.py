@@ -26,7 +26,7 @@ from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMat
 from segcli.engine.run_dir import next_exp_dir
 from segcli.errors import SegcliError
 from segcli.formats import geometry
-from segcli.fileio import write_json_atomic
+from segcli.fileio import refuse_writing_inputs, write_json_atomic
 
 COCO_MAX_DETS = 100
 
@@ -69,6 +69,7 @@ def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **
         raise SegcliError("give the ground truth: DATA_SPLIT (a folder with images and one annotation file) or --gt")
     if options.pred is not None and options.weights is not None:
         raise SegcliError("give either --pred (score files) or --weights (predict, then score), not both")
+    check_json_path(options)
     if options.pred is not None:
         if Path(options.pred).is_dir():
             report = _semantic_files(options)
@@ -87,6 +88,18 @@ def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **
     report["out"] = str(out)
     _write_report(report, out, options)
     return report
+
+
+def check_json_path(options: EvalOptions) -> None:
+    """Refuse, before any work, a --json path that is, holds or lies inside an input (the ground
+    truth, the predictions, the weights or the images): it would be replaced or pollute them."""
+    if options.json_path is None:
+        return
+    json_path = Path(options.json_path)
+    inputs = [Path(p) for p in (options.gt, options.pred, options.weights, options.images) if p is not None]
+    refuse_writing_inputs(json_path, inputs, [p for p in inputs if p.is_dir()], what="--json")
+    if json_path.is_dir():
+        raise SegcliError("--json is a folder, expected a file path", json_path)
 
 
 # --- instance ---------------------------------------------------------------------------------
