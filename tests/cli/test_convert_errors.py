@@ -443,12 +443,13 @@ def test_masks_output_folder_exists_with_overwrite_replaces_it(tmp_path):
     write_image(tmp_path)
     src = write_json(tmp_path / "via.json", via_export([region(GOOD_SHAPE)]))
     out = tmp_path / "labels"
-    out.mkdir()
-    (out / "stale.txt").write_text("old", encoding="utf-8")
+    out.mkdir()  # a previous segcli mask output (user files are never replaced: test_hostile_outputs.py)
+    (out / "classes.txt").write_text("_background_\nold\n", encoding="utf-8")
+    assert cv2.imwrite(str(out / "stale.png"), np.zeros((8, 8), dtype=np.uint8))
     result = run("convert", src, out, "--to", "masks")
     assert result.exit_code == 2
     assert "labels" in result.stderr
-    assert (out / "stale.txt").exists()
+    assert (out / "stale.png").exists()
     result = run("convert", src, out, "--to", "masks", "--overwrite")
     assert result.exit_code == 0, (result.output, result.exception)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "classes.txt"]
