@@ -219,7 +219,8 @@ def refuse_writing_inputs(output: Path, inputs: Iterable[Path], input_folders: I
     for path in inputs if os.path.lexists(output) else ():
         source = Path(path).resolve()
         if target == source:
-            raise SegcliError(f"{what} would overwrite the input {path}", output)
+            named = "" if str(path) == str(output) else f" {path}"  # the message starts with output
+            raise SegcliError(f"{what} would overwrite the input{named}", output)
         if source.is_relative_to(target):
             raise SegcliError(f"{what} holds the input {path}: writing it would replace it", output)
     for folder in input_folders:

@@ -27,7 +27,7 @@ def convert(
     label_attr: LabelAttrOption = None,
     category: CategoryOption = "object",
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1, nothing written) if any object would be lost or changed.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT and OUTPUT.report.json if they exist (a mask folder only if segcli wrote it).")] = False,
 ) -> None:
     """Convert annotations between VIA, COCO and label masks, reporting every change.
 

@@ -198,13 +198,13 @@ def foreign_content(folder: Path) -> str | None:
     """What in ``folder`` a label-mask folder written by ``write_mask_folder`` would not hold
     (anything but classes.txt at the top and 8/16-bit single-channel PNGs), or None: such a
     folder may hold the user's own files, so it must not be replaced. Stops at the first find."""
-    if any(folder.iterdir()) and not _is_regular(folder / "classes.txt"):
-        return "no classes.txt"
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
             path = Path(root) / name
             if path.is_symlink() or not (path.is_dir() or path == folder / "classes.txt" or _is_label_png(path)):
                 return f"{path.relative_to(folder).as_posix()!r}, which is not a label map"
+    if any(folder.iterdir()) and not _is_regular(folder / "classes.txt"):
+        return "label maps but no classes.txt"
     return None
 
 
