@@ -141,8 +141,9 @@ def _replace(source: Path, target: Path) -> None:
     if target.is_dir() and not source.is_dir():
         raise SegcliError("output is a folder, expected a file path", target)
     if target.is_dir():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        # parked inside atomic_path's own temporary folder (removed after): a fixed name beside
+        # the target could be a folder of the user's, which must never be deleted
+        old = source.with_name(f"{source.name}.old")
         os.replace(target, old)
         os.replace(source, target)
         shutil.rmtree(old, ignore_errors=True)

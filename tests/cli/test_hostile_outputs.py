@@ -155,6 +155,19 @@ def test_masks_overwrite_replaces_a_previous_segcli_output(tmp_path):
     assert sorted(first) == ["a.png", "b.png", "classes.txt"]
 
 
+def test_replacing_a_mask_folder_leaves_a_user_folder_named_like_its_backup_alone(tmp_path):
+    """The old folder is parked during the swap; a user's '.labels.old' beside it is not the place."""
+    source = via_dataset(tmp_path)
+    labels = tmp_path / "labels"
+    assert run("convert", source, labels, "--to", "masks").exit_code == 0
+    backup = tmp_path / ".labels.old"
+    backup.mkdir()
+    (backup / "keep.txt").write_text("mine", encoding="utf-8")
+    assert run("convert", source, labels, "--to", "masks", "--overwrite").exit_code == 0
+    assert (backup / "keep.txt").read_text(encoding="utf-8") == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".labels.old"]
+
+
 def test_masks_output_inside_the_input_mask_folder_is_refused(tmp_path):
     """A sub-folder of an input mask folder is part of the input (maps are read recursively)."""
     maps = label_map_folder(tmp_path / "maps", "_background_\ncat\ndog\n")
