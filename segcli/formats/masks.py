@@ -52,16 +52,15 @@ def read_classes(path: Path) -> list[str]:
     lines are skipped; a name on two lines is refused (the second would never be used)."""
     numbered = [(number, line) for number, line in enumerate(read_text(path).splitlines(), start=1)
                 if line.strip()]
+    if numbered and numbered[0][1].strip().lower() in BACKGROUND_NAMES:
+        numbered = numbered[1:]  # else a file listing only object classes
     first_line: dict[str, int] = {}
     for number, name in numbered:
         if name in first_line:
             raise SegcliError(f"class name {name!r} is on lines {first_line[name]} and {number}: "
                               "each class needs its own name", path)
         first_line[name] = number
-    names = [name for _, name in numbered]
-    if names and names[0].strip().lower() not in BACKGROUND_NAMES:
-        names = [BACKGROUND] + names  # a file listing only object classes
-    return names
+    return [BACKGROUND] + [name for _, name in numbered]
 
 
 def classes_text(names: list[str]) -> str:
@@ -73,11 +72,11 @@ def classes_text(names: list[str]) -> str:
 
 def check_class_names(names: list[str], source: str | Path | None = None) -> None:
     """Raise SegcliError for a name a classes.txt line cannot hold, or a name given twice."""
-    seen = {BACKGROUND}
+    seen: set[str] = set()
     for name in names:
         problem = _class_name_problem(name)
         if problem is None and name in seen:
-            problem = "is the background's name (line 0)" if name == BACKGROUND else "is given twice"
+            problem = "is given twice"
         if problem is not None:
             raise SegcliError(f"category name {name!r} {problem}: classes.txt cannot hold it "
                               "(rename the category)", source)

@@ -214,7 +214,7 @@ def test_eval_json_prediction_file_is_refused(tmp_path):
 
 def test_class_names_round_trip_exactly_through_classes_txt(tmp_path):
     """COCO -> masks -> COCO keeps every name as written: spaces, '#', unicode, a background word."""
-    names = ["  leading", "trailing  ", "# not a comment", "caf\u00e9 \u732b", "background", "a\u00a0b"]
+    names = ["  leading", "trailing  ", "# not a comment", "caf\u00e9 \u732b", "background", "_background_", "a\u00a0b"]
     write_image(tmp_path / "a.png", WIDTH, HEIGHT)
     source = write_json(tmp_path / "coco.json", coco(names))
     assert run("convert", source, tmp_path / "maps", "--to", "masks").exit_code == 0
@@ -225,7 +225,7 @@ def test_class_names_round_trip_exactly_through_classes_txt(tmp_path):
     assert len(back["annotations"]) == len(names)
 
 
-@pytest.mark.parametrize("name", ["line\nbreak", "carriage\rreturn", "nul\x00", "para\u2029graph", "   ", "_background_"])
+@pytest.mark.parametrize("name", ["line\nbreak", "carriage\rreturn", "nul\x00", "para\u2029graph", "   "])
 def test_category_name_a_classes_file_cannot_hold_is_refused(tmp_path, name):
     """A name with a line break would add a line to classes.txt and shift every later class."""
     write_image(tmp_path / "a.png", WIDTH, HEIGHT)
