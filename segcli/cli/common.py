@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,25 @@ def user_errors() -> Iterator[None]:
         err_console.print(f"[bold red]error:[/] {escape(where)}cannot write: {escape(exc.strerror or str(exc))}",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def check_option(option: str, value: float | None, low: float | None = None, high: float | None = None) -> None:
+    """Refuse an option value outside [low, high], or NaN/inf, with a one-line SegcliError (call
+    inside ``user_errors``): a negative size or an absurd one must fail before any work, not as a
+    traceback or a 160 GB allocation deep in the engine. None (option not given) passes."""
+    if value is None:
+        return
+    if math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high):
+        return
+    if low is not None and high is not None:
+        expected = f"between {low:g} and {high:g}"
+    elif low is not None:
+        expected = f"at least {low:g}"
+    elif high is not None:
+        expected = f"at most {high:g}"
+    else:
+        expected = "a finite number"
+    raise SegcliError(f"{option} {value:g}: expected {expected}")
 
 
 STYLES = {"error": "red", "missing": "red", "dropped": "yellow", "skipped": "yellow",

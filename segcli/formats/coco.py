@@ -20,7 +20,7 @@ import numpy as np
 from segcli import __version__
 from segcli.formats import geometry
 from segcli.formats.geometry import check_numbers, is_int
-from segcli.formats.images import MAX_IMAGE_PIXELS
+from segcli.formats.images import pixel_limit_problem
 from segcli.formats.via import valid_attribute_defs, validate_via_shape
 from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
@@ -125,9 +125,8 @@ def _read_images(raw: list, ledger: Ledger) -> dict[int, ImageRecord]:
                 ledger.error(f"width/height must be positive integers, got {width!r}x{height!r}",
                              img["file_name"], item)
                 width = height = None
-            elif width * height > MAX_IMAGE_PIXELS:
-                ledger.error(f"image claims {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS / 1e6:.0f} "
-                             f"megapixel limit", img["file_name"], item)
+            elif (problem := pixel_limit_problem(width, height)) is not None:
+                ledger.error(f"size in the file: {problem}", img["file_name"], item)
                 width = height = None
         attributes = img.get("attributes") if isinstance(img.get("attributes"), dict) else {}
         attributes = dict(attributes)

@@ -10,20 +10,57 @@ the files on disk). A name never resolves to a file outside the image folder.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from segcli.errors import SegcliError
 from segcli.ledger import Ledger
 from segcli.structures import Dataset, ImageRecord
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 EXIF_ORIENTATION = 0x0112
-MAX_IMAGE_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
-"""Largest image segcli handles (about 179 megapixels, e.g. 13000x13000): where Pillow refuses a
-header as a decompression bomb; a COCO file claiming more is refused too, since a label map or a
-mask of that size could not be allocated."""
+MAX_MEGAPIXELS = 179
+"""Largest image segcli reads, in megapixels (env SEGCLI_MAX_MEGAPIXELS), for every command and
+every kind of image (photos, label maps, a COCO file's claimed sizes): about 13000x13000, where
+Pillow's own decompression-bomb check stops. A 400-megapixel PNG can be a 400 KB file that needs
+gigabytes once decoded, so sizes are checked from headers before any pixel is decoded."""
+
+
+def max_image_pixels() -> int:
+    """The pixel limit (SEGCLI_MAX_MEGAPIXELS, else MAX_MEGAPIXELS) as a number of pixels."""
+    value = os.environ.get("SEGCLI_MAX_MEGAPIXELS", str(MAX_MEGAPIXELS))
+    try:
+        megapixels = float(value)
+    except ValueError:
+        megapixels = float("nan")
+    if not megapixels > 0 or megapixels == float("inf"):
+        raise SegcliError(f"SEGCLI_MAX_MEGAPIXELS={value!r} is not a positive number of megapixels")
+    return int(megapixels * 1e6)
+
+
+def pixel_limit_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` is refused (over the pixel limit), or None."""
+    limit = max_image_pixels()
+    if width * height <= limit:
+        return None
+    return (f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), more than the "
+            f"{limit / 1e6:g} megapixel limit (raise it with SEGCLI_MAX_MEGAPIXELS)")
+
+
+def _sync_pillow_limit() -> None:
+    # Pillow raises DecompressionBombError above 2 x MAX_IMAGE_PIXELS and warns above it: its
+    # error stops at our limit and its warning is ours to give
+    Image.MAX_IMAGE_PIXELS = max(1, max_image_pixels() // 2)
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+try:
+    _sync_pillow_limit()
+except SegcliError:  # a bad SEGCLI_MAX_MEGAPIXELS is reported where the limit is used
+    pass
 
 
 def read_image_size(path: Path) -> tuple[int, int]:
@@ -40,6 +77,8 @@ def read_image_size(path: Path) -> tuple[int, int]:
             orientation = None
     if width <= 0 or height <= 0:
         raise ValueError(f"image has size {width}x{height}")
+    if (problem := pixel_limit_problem(width, height)) is not None:
+        raise ValueError(problem)
     return (height, width) if orientation in ROTATED_ORIENTATIONS else (width, height)
 
 
