@@ -31,10 +31,11 @@ import torch.distributed as dist
 from segcli.engine.overlay import draw_instances, draw_semantic
 from segcli.engine.distributed import all_max, destroy, init_process_group
 from segcli.engine.interrupt import Interrupted, interruptible, quiet_child, saving, signal_name, stop_requested
-from segcli.engine.run_dir import next_exp_dir
-from segcli.engine.predict_outputs import (JOURNAL, line_to_record, mask_outline, merge_journals, open_journal,
-                                           prediction_record, predictions_dataset, read_journal, record_to_line,
-                                           write_label_map, write_overlay, write_prediction_files)
+from segcli.engine.run_dir import FolderLock, create_next_exp_dir
+from segcli.engine.predict_outputs import (JOURNAL, is_utf8_name, line_to_record, mask_outline, merge_journals,
+                                           open_journal, output_stems, prediction_record, predictions_dataset,
+                                           printable_name, read_journal, record_to_line, write_label_map,
+                                           write_overlay, write_prediction_files)
 from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images, relative_name
 from segcli.errors import SegcliError
 from segcli.fileio import remove_temporaries, write_bytes_atomic, write_json_atomic
@@ -68,22 +69,89 @@ class PredictOptions:
     procs: int = 1
 
 
-def new_output_dir(out: Path | None, resume: bool = False) -> Path:
-    """``out`` if it does not exist yet or is empty (or, resuming, holds an earlier run); else
-    refuse; default runs/predict/exp, exp2, ..."""
+MARKER = ".segcli-predict"
+"""A file every predict run writes into its output folder first and holds locked while it runs:
+a second run into the folder is refused, and --resume cleans up only where it finds this marker
+with the journal (a folder segcli predict wrote), never in a folder of the user's."""
+_MARKER_TEXT = "segcli predict output folder (locked while a run writes to it)\n"
+_BUSY = "another segcli predict run is writing to this folder; wait for it to end, or choose another --out"
+
+
+def check_output_dir(out: Path | None, resume: bool, paths: list[Path], root: Path, recursive: bool) -> None:
+    """Refuse, before any work and writing nothing, an ``--out`` predict must not write to: a
+    file, a folder of input images or one holding them (or inside ``root`` read with
+    ``recursive``: outputs would be read back as inputs), a non-empty folder (unless resumed),
+    or, for ``resume``, a folder no segcli predict run wrote."""
+    if out is None:
+        if resume:
+            raise SegcliError("--resume needs --out pointing at an earlier predict output (with results.jsonl)")
+        return
+    out = Path(out)
+    existing = next(folder for folder in (out, *out.parents) if os.path.lexists(folder) or folder == Path("."))
+    if existing.exists() and not existing.is_dir():
+        raise SegcliError("is a file; --out must be a folder" if existing == out else
+                          f"is a file, so --out {out} cannot be a folder inside it", existing)
+    _refuse_out_among_inputs(out, paths, root, recursive)
     if resume:
-        if out is None or not any(Path(out).glob("results*.jsonl")):
-            raise SegcliError("--resume needs --out pointing at an earlier predict output (with results.jsonl)",
-                              out)
-        return Path(out)
-    if out is not None:
-        if Path(out).exists() and any(Path(out).iterdir()):
-            raise SegcliError("output folder exists and is not empty; choose another --out, or --resume it", out)
-        Path(out).mkdir(parents=True, exist_ok=True)
-        return Path(out)
-    folder = next_exp_dir(Path("runs") / "predict")
-    folder.mkdir(parents=True)
-    return folder
+        if not out.is_dir() or not any(out.glob("results*.jsonl")) or not (out / MARKER).is_file():
+            raise SegcliError(f"--resume needs --out pointing at an earlier segcli predict output (with results.jsonl "
+                              f"and {MARKER})", out)
+    elif out.is_dir() and any(out.iterdir()):
+        raise SegcliError("output folder exists and is not empty; choose another --out, or --resume it", out)
+
+
+def _refuse_out_among_inputs(out: Path, paths: list[Path], root: Path, recursive: bool) -> None:
+    """Predict never writes among its inputs: ``out`` may not be a folder holding input images,
+    nor hold one, nor (with ``recursive``) lie inside ``root``."""
+    target = out.resolve()
+    folders = {folder.resolve() for folder in {Path(path).parent for path in paths} | {Path(root)}}
+    for folder in sorted(folders):
+        if target == folder:
+            raise SegcliError("--out is the folder of the input images: predict never writes among its inputs; "
+                              "choose another --out", out)
+        if folder.is_relative_to(target):
+            raise SegcliError(f"--out holds input images ({folder}): predict never writes among its inputs; "
+                              "choose another --out", out)
+    if recursive and target.is_relative_to(Path(root).resolve()):
+        raise SegcliError("--out is inside the images folder read with --recursive (its outputs would be read back "
+                          "as images); choose another --out", out)
+
+
+def claim_output_dir(out: Path | None, resume: bool) -> tuple[Path, FolderLock]:
+    """The output folder, created if needed, and the lock this run holds on it until it ends:
+    ``out`` (empty, or for ``resume`` an earlier output), default runs/predict/exp, exp2, ...
+
+    Raises:
+        SegcliError: another run holds the folder, or it is not empty (and not resumed).
+    """
+    if out is None:
+        folder = create_next_exp_dir(Path("runs") / "predict")
+        return folder, FolderLock(folder, MARKER, _MARKER_TEXT, _BUSY)
+    out = Path(out)
+    if resume:
+        return out, FolderLock(out, MARKER, _MARKER_TEXT, _BUSY, create=False)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SegcliError(f"cannot create the output folder: {exc.strerror}", out) from None
+    lock = FolderLock(out, MARKER, _MARKER_TEXT, _BUSY)
+    if any(path.name != MARKER for path in out.iterdir()):  # filled since it was checked
+        lock.release()
+        raise SegcliError("output folder exists and is not empty; choose another --out, or --resume it", out)
+    return out, lock
+
+
+def images_under_one_root(paths: list[Path], root: Path) -> tuple[list[Path], Path]:
+    """``paths`` (each once) and a folder holding them all that names them in the outputs:
+    ``root`` when it holds them all, else their deepest common folder (with the paths made
+    absolute), so that cam1/frame.jpg and cam2/frame.jpg stay two names."""
+    try:
+        for path in paths:
+            Path(path).relative_to(root)
+        return list(dict.fromkeys(Path(path) for path in paths)), Path(root)
+    except ValueError:
+        absolute = list(dict.fromkeys(Path(os.path.abspath(path)) for path in paths))
+        return absolute, Path(os.path.commonpath([path.parent for path in absolute]))
 
 
 def predict_images(paths: list[Path], root: Path, options: PredictOptions,
@@ -108,13 +176,22 @@ def predict_images(paths: list[Path], root: Path, options: PredictOptions,
     with interruptible("finishing the images in progress, then stopping (once more: stop at once)",
                        int(os.environ.get("RANK", "0")) == 0, int(os.environ.get("WORLD_SIZE", "1")) > 1,
                        stopped_at_once):
-        return _predict_images(paths, root, options, on_event, where)
+        try:
+            return _predict_images(paths, root, options, on_event, where)
+        finally:
+            if "lock" in where:  # the OS drops it anyway if this process dies
+                where["lock"].release()
 
 
 def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_event: Callable[..., None],
                     where: dict) -> dict:
     if not paths:
         raise SegcliError("no images found (jpg, png, bmp, tif, webp); use --recursive for sub-folders", root)
+    paths, root = images_under_one_root(paths, root)
+    if int(os.environ.get("RANK", "0")) == 0:  # before loading the model; the folder is claimed below
+        check_output_dir(options.out, options.resume, paths, root, options.recursive)
+    # JSON is UTF-8: a file name holding other bytes (Linux allows any) cannot be written there
+    unnamable = {path for path in paths if not is_utf8_name(relative_name(path, root))}
     predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou,
                           options.tile)
     group = init_process_group(predictor.device)
@@ -123,19 +200,25 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     if predictor.task == "semantic":
         check_class_names(names, options.weights)  # masks/classes.txt must hold them: refuse before any work
     keep = _class_filter(options.classes, names)
-    out = where["out"] = _shared_output_dir(group, options)
+    out = where["out"] = _shared_output_dir(group, options, where)
     if options.resume and group.is_main:
-        remove_temporaries(out, recursive=True)  # what a kill -9 left of atomic writes
+        remove_temporaries(out, recursive=True)  # what a kill -9 left of segcli's atomic writes
     lines = read_journal(out) if options.resume else {}
     done_before = set(lines)
-    ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1)}
-    todo = [path for path in paths if relative_name(path, root) not in lines][group.rank::group.world_size]
+    ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1) if path not in unnamable}
+    todo = [path for path in paths if path not in unnamable and relative_name(path, root) not in lines]
+    todo = todo[group.rank::group.world_size]
     formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
     processes = local_processes(options.procs, predictor.device, len(todo), group)
     start = time.perf_counter()
     emit("start", total=len(todo), out=out, task=predictor.task, resumed=len(lines), processes=processes)
+    not_utf8 = [{"image": printable_name(relative_name(path, root)),
+                 "reason": "file name is not UTF-8, which the JSON outputs cannot hold; rename the file"}
+                for path in paths if path in unnamable]
+    for item in not_utf8:
+        emit("warning", text=f"skipped {item['image']}: {item['reason']}")
     journal_path = out / (JOURNAL if group.is_main else f"results.rank{group.rank}.jsonl")
-    finisher = ImageFinisher(out, names, options, predictor.task, formats, keep, ids, lines)
+    finisher = ImageFinisher(out, names, options, predictor.task, formats, keep, ids, lines, output_stems(list(ids)))
     if processes > 1:
         _predict_in_processes(predictor, finisher, todo, root, processes, emit, start)
     else:
@@ -158,6 +241,7 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     outlines = {(ids[line["file_name"]], k): a["outline"] for line in ordered if "skipped" not in line
                 for k, a in enumerate(line["annotations"]) if "outline" in a}
     skipped = [{"image": line["file_name"], "reason": line["skipped"]} for line in ordered if "skipped" in line]
+    skipped += not_utf8
     counts = Counter(a.category for record in records for a in record.annotations)
     dataset = predictions_dataset(records, predictor.categories, root)
     written = write_prediction_files(dataset, out, options.polygons, formats, outlines)
@@ -179,9 +263,12 @@ def _interrupted_message(signum: int, out: Path, total: int) -> str:
             f"command with --out {out} --resume to finish")
 
 
-def _shared_output_dir(group, options: PredictOptions) -> Path:
-    """The output folder, chosen by rank 0 and told to the others."""
-    folder = [str(new_output_dir(options.out, options.resume))] if group.is_main else [None]
+def _shared_output_dir(group, options: PredictOptions, where: dict) -> Path:
+    """The output folder, claimed by rank 0 (its lock kept in ``where``) and told to the others."""
+    folder = [None]
+    if group.is_main:
+        out, where["lock"] = claim_output_dir(options.out, options.resume)
+        folder = [str(out)]
     if group.distributed:
         dist.broadcast_object_list(folder, src=0)
     return Path(folder[0])
@@ -232,7 +319,7 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
                 if stop_requested() and not told:  # they stop after the image in hand, like this one
                     told = _tell(children, stop_requested())
                 child.join(timeout=0.5)
-                progress(len(own))
+                progress(finisher.finished)
         if stop_requested():
             return
         failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
@@ -281,7 +368,7 @@ def _shard_process(rank: int, parent: int) -> None:
     torch.set_num_threads(1)
     finisher.lines = {}  # this process's lines reach the parent through its journal
 
-    def progress(done: int) -> None:
+    def progress(finished: int) -> None:  # called once per image journalled
         with counter.get_lock():
             counter.value += 1
 
@@ -295,23 +382,27 @@ class ImageFinisher:
     journal line (written last, so a line in the journal means that image's outputs are complete)."""
 
     def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
-                 keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict]):
+                 keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict], stems: dict[str, str]):
         self.out, self.names, self.options, self.task, self.formats = out, names, options, task, formats
-        self.keep, self.ids, self.lines = keep, ids, lines
+        self.keep, self.ids, self.lines, self.stems = keep, ids, lines, stems
         self.journal = None
+        self.finished = 0  # images of ``run`` written and journalled
+        self.on_progress: Callable[[int], None] = lambda finished: None
 
     def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
             on_progress: Callable[[int], None], emit: Callable[..., None]) -> None:
-        """Predict and finish ``paths``; on a signal, stop after finishing the images predicted."""
+        """Predict and finish ``paths``; on a signal, stop after finishing the images predicted.
+        ``on_progress(finished)`` is called (on the writer thread) each time an image's outputs
+        and journal line are written: progress counts what is kept, not what is queued."""
+        self.finished, self.on_progress = 0, on_progress
         with open_journal(journal_path) as self.journal:
             writer = BackgroundWriter(self)
             results = predictor.predict(paths, root, self.options.batch, self.options.workers)
             try:
-                for done, result in enumerate(results, start=1):
+                for result in results:
                     if isinstance(result, SkippedImage):
                         emit("warning", text=f"skipped {result.file_name}: {result.reason}")
                     writer.submit(result)
-                    on_progress(done)
                     if stop_requested():
                         break
             finally:
@@ -328,10 +419,12 @@ class ImageFinisher:
             if self.task == "instance" and ("via" in self.formats or self.options.polygons):
                 for item, annotation in zip(line["annotations"], record.annotations):
                     item["outline"] = mask_outline(annotation.rle)
-            _write_image_outputs(result, self.out, self.names, self.options, self.task)
+            _write_image_outputs(result, self.out, self.names, self.options, self.task, self.stems[result.file_name])
         self.journal.write(json.dumps(line) + "\n")
         self.journal.flush()
         self.lines[line["file_name"]] = line
+        self.finished += 1
+        self.on_progress(self.finished)
 
 
 class BackgroundWriter:
@@ -385,10 +478,10 @@ def _filter_classes(result, keep: set[int] | None) -> None:
         result.label_map[~np.isin(result.label_map, list(keep))] = 0
 
 
-def _write_image_outputs(result, out: Path, names: list[str], options: PredictOptions, task: str) -> None:
-    stem = Path(result.file_name).with_suffix("")
+def _write_image_outputs(result, out: Path, names: list[str], options: PredictOptions, task: str, stem: str) -> None:
+    """The label map and overlay of one image, named ``stem`` (unique: see ``output_stems``)."""
     if task == "semantic" and ("masks" in options.formats or "all" in options.formats):
-        write_label_map(result.label_map, out / "masks" / stem.with_suffix(".png"))
+        write_label_map(result.label_map, out / "masks" / f"{stem}.png")
     if not options.overlays:
         return
     rgb = np.ascontiguousarray(result.pixels) if result.pixels is not None else decode_image(result.path)
@@ -398,7 +491,7 @@ def _write_image_outputs(result, out: Path, names: list[str], options: PredictOp
         picture = draw_instances(rgb, result.rles, result.boxes_xyxy, result.labels, result.scores, names, options.alpha)
     else:
         picture = draw_semantic(rgb, result.label_map, names, options.alpha)
-    write_overlay(picture, out / "overlays" / stem.with_suffix(".jpg"))
+    write_overlay(picture, out / "overlays" / f"{stem}.jpg")
 
 
 def predict_folder(images: Path, options: PredictOptions, on_event: Callable[..., None] = lambda *a, **k: None) -> dict:

@@ -9,16 +9,20 @@ below the review threshold with ``needs_review``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
-from segcli.fileio import write_bytes_atomic, write_json_atomic
+from segcli.errors import SegcliError
+from segcli.fileio import TEMPORARY_PREFIX, write_bytes_atomic, write_json_atomic
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
 from segcli.formats.via import write_via_project
@@ -71,12 +75,12 @@ def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats:
                 if parts is None:
                     parts = mask_outline(geometry.rle_from_json(annotation["segmentation"], 0, 0))
                 annotation["segmentation"] = parts
+    files = {}
     if "coco" in formats:
         # semantic results carry no score (COCO's stuff results format)
-        results = [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score") if k in a}
-                   for a in coco["annotations"]]
-        write_json_atomic(out / "predictions.json", results, overwrite=True)
-        write_json_atomic(out / "dataset.json", coco, overwrite=True)
+        files["predictions.json"] = [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score")
+                                      if k in a} for a in coco["annotations"]]
+        files["dataset.json"] = coco
         written.update(predictions=out / "predictions.json", dataset=out / "dataset.json")
     if "via" in formats:
         least_confident_first = sorted(dataset.images, key=lambda image: min(
@@ -84,9 +88,27 @@ def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats:
         least_confident_first = [_with_outlines(image, outlines) for image in least_confident_first]
         via_dataset = Dataset(least_confident_first, dataset.categories, dataset.source_path, dataset.source_format,
                               label_attr="category")
-        write_json_atomic(out / "via_project.json", write_via_project(via_dataset, ledger), overwrite=True)
+        files["via_project.json"] = write_via_project(via_dataset, ledger)
         written["via"] = out / "via_project.json"
+    write_json_files_together(out, files)
     return written
+
+
+def write_json_files_together(out: Path, files: dict[str, object]) -> None:
+    """Write ``files`` (name -> JSON data) into folder ``out`` all or nothing: each is written
+    whole into a temporary folder first, and only then are they moved in, so a failure (a file
+    that cannot be encoded, a full disk, a folder in the way) leaves none of them new."""
+    for name in files:
+        if (out / name).is_dir():
+            raise SegcliError("output is a folder, expected a file path", out / name)
+    staging = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=out))
+    try:
+        for name, data in files.items():
+            write_json_atomic(staging / name, data)
+        for name in files:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def mask_outline(rle: dict) -> list[list[float]]:
@@ -99,6 +121,60 @@ def _with_outlines(image: ImageRecord, outlines: dict) -> ImageRecord:
     annotations = [replace(a, rle=None, polygons=outlines[(image.id, k)]) if (image.id, k) in outlines else a
                    for k, a in enumerate(image.annotations)]
     return replace(image, annotations=annotations)
+
+
+NAME_MAX = 255
+"""Longest file name (one path component) in bytes on Linux and macOS file systems."""
+
+
+def output_stems(file_names: list[str]) -> dict[str, str]:
+    """The output name without extension of each image (overlays/STEM.jpg, masks/STEM.png), unique
+    whatever the inputs: the image's relative path without its extension, or with it where two
+    images would share a name (photo.jpg, photo.png -> photo.jpg, photo.png; compared ignoring
+    case, for case-insensitive file systems), and ``~2``, ``~3``... for what still collides.
+    Depends only on the set of names (every run, --resume included, gives the same)."""
+    plain = {name: str(PurePosixPath(name).with_suffix("")) for name in file_names}
+    sharing = Counter(stem.casefold() for stem in plain.values())
+    wanted = {name: _fit_name_max(stem if sharing[stem.casefold()] == 1 else name) for name, stem in plain.items()}
+    taken: set[str] = set()
+    stems = {}
+    for name in sorted(file_names, key=lambda n: (wanted[n].casefold(), n)):
+        stem, number = wanted[name], 2
+        while stem.casefold() in taken:
+            stem, number = _fit_name_max(f"{wanted[name]}~{number}"), number + 1
+        taken.add(stem.casefold())
+        stems[name] = stem
+    return stems
+
+
+def _fit_name_max(stem: str, extension_bytes: int = 4) -> str:
+    """``stem`` with its last component shortened (a hash of it appended) if, with a 4-byte
+    extension such as .jpg, it would be longer than NAME_MAX bytes."""
+    folder, _, last = stem.rpartition("/")
+    encoded = os.fsencode(last)
+    if len(encoded) + extension_bytes <= NAME_MAX:
+        return stem
+    digest = hashlib.sha1(encoded).hexdigest()[:12]
+    keep = encoded[:NAME_MAX - extension_bytes - len(digest) - 1]
+    short = f"{os.fsdecode(keep).rstrip()}~{digest}"
+    while len(os.fsencode(short)) + extension_bytes > NAME_MAX:  # a multi-byte character cut in two
+        keep = keep[:-1]
+        short = f"{os.fsdecode(keep)}~{digest}"
+    return f"{folder}/{short}" if folder else short
+
+
+def printable_name(name: str) -> str:
+    """``name`` as text any output can hold: bytes that are not UTF-8 (Linux file names may
+    hold any) shown as ``\\xff``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def write_label_map(label_map: np.ndarray, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Run folders of ``segcli train``: never overwritten, with args, a metrics table and curves.
+"""Run folders of ``segcli train``: never overwritten, with args, a metrics table and curves;
+and the lock that gives a ``segcli predict`` run its output folder to itself.
 
 Layout: ``args.json``, ``metrics.csv`` (one row per epoch), ``results.png`` (loss and metric
 curves), ``weights/last.pt`` (with the training state, for --resume) and ``weights/best.pt``.
@@ -10,7 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (runs are then not protected from each other)
+    fcntl = None
 
 from segcli.errors import SegcliError
 from segcli.fileio import atomic_path
@@ -22,6 +29,48 @@ def next_exp_dir(base: Path) -> Path:
     while (folder := Path(base) / ("exp" if number == 1 else f"exp{number}")).exists():
         number += 1
     return folder
+
+
+def create_next_exp_dir(base: Path) -> Path:
+    """Create and return the first of ``base``/exp, exp2, ... that did not exist: two runs
+    started at once get two folders (the mkdir that loses the race moves on to the next)."""
+    number = 1
+    while True:
+        folder = Path(base) / ("exp" if number == 1 else f"exp{number}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            number += 1
+        except OSError as exc:
+            raise SegcliError(f"cannot create the output folder: {exc.strerror}", folder) from None
+
+
+class FolderLock:
+    """An exclusive lock on a folder, held through an open marker file inside it (``flock``):
+    released when ``release`` is called or the process ends in any way, kill -9 included (the
+    OS drops it). Processes forked while it is held share it."""
+
+    def __init__(self, folder: Path, marker: str, text: str, busy: str, create: bool = True):
+        path = Path(folder) / marker
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        try:
+            self.fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise SegcliError(f"cannot open {marker}: {exc.strerror}", folder) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(self.fd)
+                raise SegcliError(busy, folder) from None
+        if os.fstat(self.fd).st_size == 0:
+            os.write(self.fd, text.encode())
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def new_run_dir(out: Path, name: str | None, task: str) -> Path:
