@@ -7,6 +7,7 @@ with errors turned into one-line ``SegcliError`` messages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -124,7 +125,7 @@ def atomic_path(target: Path, overwrite: bool = False) -> Iterator[Path]:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=parent))  # short: NAME_MAX
     except OSError as exc:
         raise SegcliError(f"cannot write here: {exc.strerror}", parent) from None
     inner = tmp / target.name
@@ -174,13 +175,23 @@ def write_files_atomic(target: Path, write: Callable[[Path], None], overwrite: b
         write(tmp)
 
 
+TEMPORARY_PREFIX = ".segcli-"
+"""How the temporaries of segcli's atomic writes are named (``.segcli-....tmp``): recognisable,
+so that cleaning up after a kill removes only those, never a hidden ``.*.tmp`` of the user's."""
+
+
 def write_bytes_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary sibling (``.NAME.PID.THREAD.tmp``) renamed
-    into place: a kill never leaves a partial file under ``target``. No fsync (meant for many
-    small outputs such as overlays, which a crash only makes redo); creates the parent folder."""
+    """Write ``data`` to ``target`` through a temporary sibling renamed into place: a kill never
+    leaves a partial file under ``target``. No fsync (meant for many small outputs such as
+    overlays, which a crash only makes redo); creates the parent folder.
+
+    The temporary's name (``.segcli-HASH-PID-THREAD.tmp``) is short whatever the target's: a
+    target name of up to 255 bytes (NAME_MAX) stays writable.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    digest = hashlib.sha1(os.fsencode(target.name)).hexdigest()[:16]
+    tmp = target.with_name(f"{TEMPORARY_PREFIX}{digest}-{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -191,13 +202,15 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
 
 
 def remove_temporaries(folder: Path, recursive: bool = False) -> int:
-    """Delete what an interrupted atomic write left in ``folder`` (hidden ``.*.tmp`` files and
-    folders; with ``recursive`` in sub-folders too); returns how many. Only for folders no other
-    process is writing to (e.g. an output folder being resumed)."""
+    """Delete what an interrupted atomic write of segcli's left in ``folder`` (``.segcli-*.tmp``
+    files and folders; with ``recursive`` in sub-folders too); returns how many. Other hidden
+    files, ``.*.tmp`` ones included, are never touched. Only for folders segcli wrote and no
+    other process is writing to (e.g. an output folder being resumed, under its lock)."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    found = list(folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))
+    pattern = f"{TEMPORARY_PREFIX}*.tmp"
+    found = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
     for path in found:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
