@@ -3,7 +3,14 @@
 Outputs in a new folder (``runs/predict/exp``, ``exp2``, ... unless ``--out``): ``overlays/``,
 ``predictions.json`` and ``dataset.json`` (COCO), ``via_project.json`` (VIA 2 to correct), and for
 semantic models ``masks/`` (label PNGs + classes.txt), plus ``summary.json``. Overlays and masks
-are written as images are done; the JSON files atomically at the end.
+are written as images are done; the JSON files together (all or none) at the end. Output names
+are unique: the path relative to the images' common folder, with the extension kept where two
+images share a stem (photo.jpg, photo.png -> overlays/photo.jpg.jpg, overlays/photo.png.jpg).
+
+Inputs are never written: ``--out`` may not be a folder of input images, hold one, or (with
+``--recursive``) lie inside the images folder. A run holds an exclusive lock on its output folder
+(``.segcli-predict``, which also marks the folder as segcli's for ``--resume``): a second run
+into it is refused.
 
 Interruptions: SIGINT (Ctrl-C) or SIGTERM stop the run after the images already predicted are
 written (and journalled); the forked ``--procs`` processes stop the same way, and die with their
@@ -85,6 +92,10 @@ def check_output_dir(out: Path | None, resume: bool, paths: list[Path], root: Pa
     if out is None:
         if resume:
             raise SegcliError("--resume needs --out pointing at an earlier predict output (with results.jsonl)")
+        default = Path("runs") / "predict"  # a new exp folder there is among no inputs, unless read back:
+        if recursive and default.resolve().is_relative_to(Path(root).resolve()):
+            raise SegcliError(f"the default output folder {default} is inside the images folder read with "
+                              "--recursive (its outputs would be read back as images); choose an --out", root)
         return
     out = Path(out)
     existing = next(folder for folder in (out, *out.parents) if os.path.lexists(folder) or folder == Path("."))
@@ -248,10 +259,12 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     if predictor.task == "semantic" and "masks" in formats:
         write_bytes_atomic(out / "masks" / "classes.txt", classes_text(names).encode())
     new = sum(1 for name, line in lines.items() if name not in done_before and "skipped" not in line)
-    summary = {"out": str(out), "weights": str(options.weights), "task": predictor.task, "images": len(paths),
-               "done": len(records), "predicted_now": new, "skipped": skipped, "instances_per_class": dict(counts),
-               "seconds": elapsed, "images_per_s": new / elapsed if elapsed else 0.0,
-               "processes": max(group.world_size, processes), "files": {k: str(v) for k, v in written.items()}}
+    # paths as printable text: a folder name need not be UTF-8, summary.json must be
+    summary = {"out": printable_name(str(out)), "weights": printable_name(str(options.weights)),
+               "task": predictor.task, "images": len(paths), "done": len(records), "predicted_now": new,
+               "skipped": skipped, "instances_per_class": dict(counts), "seconds": elapsed,
+               "images_per_s": new / elapsed if elapsed else 0.0, "processes": max(group.world_size, processes),
+               "files": {k: printable_name(str(v)) for k, v in written.items()}}
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
     emit("end", **summary)
     return summary

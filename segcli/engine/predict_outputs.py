@@ -51,8 +51,9 @@ def prediction_record(prediction, image_id: int, names: list[str], review_below:
 
 
 def predictions_dataset(records: list[ImageRecord], categories: list[dict], source: Path) -> Dataset:
+    # the source folder's name goes into dataset.json's description: printable, whatever its bytes
     return Dataset(images=records, categories=[Category(c["id"], c["name"]) for c in categories],
-                   source_path=source, source_format="predictions", label_attr="category")
+                   source_path=Path(printable_name(str(source))), source_format="predictions", label_attr="category")
 
 
 def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats: set[str],

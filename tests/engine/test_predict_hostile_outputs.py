@@ -312,3 +312,29 @@ def test_progress_counts_images_written_and_journalled(tmp_path):
     predict_folder(folder, options(out, batch=4), on_event)
     assert seen and all(done <= journalled for done, journalled in seen), seen
     assert seen[-1][0] == 12
+
+
+def test_a_non_utf8_images_folder_and_out_still_give_every_output(tmp_path):
+    """The folder's own name (COCO's description) and --out (summary.json) may hold such bytes too."""
+    base = os.fsencode(tmp_path)
+    folder, out = Path(os.fsdecode(base + b"/\xfephotos")), Path(os.fsdecode(base + b"/\xfeout"))
+    picture = images(tmp_path / "plain", "a.png") / "a.png"  # (cv2.imwrite crashes on such a path)
+    try:
+        folder.mkdir()
+    except OSError:
+        pytest.skip("this file system refuses non-UTF-8 names")
+    (folder / "a.png").write_bytes(picture.read_bytes())
+    summary = predict_folder(folder, options(out))
+    assert summary["done"] == 1
+    outputs_name_every_image(out, {"a.png"})
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["out"].endswith("\\xfeout")
+
+
+def test_default_output_folder_inside_a_recursively_read_folder_is_refused(tmp_path, monkeypatch):
+    """Run from inside the images folder with --recursive: runs/predict/exp would be read back."""
+    images(tmp_path, "a.png")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(SegcliError, match="read back"):
+        predict_folder(Path("."), options(None, recursive=True))
+    assert snapshot(tmp_path) == before and not (tmp_path / "runs").exists()
