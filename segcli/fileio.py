@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +46,8 @@ def read_text(path: Path, what: str = "a text file") -> str:
         raise SegcliError("file not found", path)
     if path.is_dir():
         raise SegcliError(f"is a folder, expected {what}", path)
+    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
+        raise SegcliError(f"not a regular file (a FIFO or a device), expected {what}", path)
     limit = max_json_bytes()
     if path.stat().st_size > limit:
         raise SegcliError(f"file is {path.stat().st_size / 1024**2:.0f} MB, larger than the {limit / 1024**2:g} MB "
@@ -57,12 +60,14 @@ def read_text(path: Path, what: str = "a text file") -> str:
 
 
 def read_json(path: Path) -> object:
-    """Load a JSON file; malformed, truncated, non-UTF-8 or NaN-bearing files raise SegcliError."""
+    """Load a JSON file; malformed, truncated, non-UTF-8 or NaN-bearing files raise SegcliError,
+    and so does a key given twice at the top level or in a VIA ``_via_img_metadata`` object
+    (where a second entry would replace an image's regions silently)."""
     text = read_text(path, "a JSON file")
     if not text:
         raise SegcliError("file is empty", path)
     try:
-        return parse_json(text)
+        return parse_json(text, check_keys=True)
     except json.JSONDecodeError as exc:
         raise SegcliError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                           path) from None
@@ -72,23 +77,81 @@ def read_json(path: Path) -> object:
         raise SegcliError(str(exc), path) from None
 
 
-def parse_json(text: str) -> object:
+def parse_json(text: str, check_keys: bool = False) -> object:
     """``json.loads`` refusing what no JSON writer can write back: NaN, Infinity, and numbers
-    beyond float range (1e400 would read as inf).
+    beyond float range (1e400 would read as inf). ``check_keys``: also refuse a key given twice
+    in the top-level object or in its ``_via_img_metadata`` object (json keeps the last).
 
     Raises:
         json.JSONDecodeError, ValueError (with the reason), RecursionError (nested too deeply).
     """
-    if _HUGE_NUMBER.search(text) is None:  # fast path: no per-number Python callback
-        return json.loads(text, parse_constant=_reject_constant)
+    fast = _HUGE_NUMBER.search(text) is None  # fast path: no per-number Python callback
+    decoder = _DECODER if fast else _CHECKED_DECODER
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return _decode_checking_keys(text, decoder) if check_keys else decoder.decode(text)
     except _Overflow as exc:
         at = max(text.find(exc.literal), 0)  # the callback is not told where the number is
         line = text.count("\n", 0, at) + 1
         column = at - text.rfind("\n", 0, at)
         shown = exc.literal if len(exc.literal) <= 20 else f"{exc.literal[:17]}..."
         raise ValueError(f"invalid JSON at line {line} column {column}: {shown} is beyond float range") from None
+
+
+def _decode_checking_keys(text: str, decoder: json.JSONDecoder) -> object:
+    """Decode like ``decoder.decode`` but read the top-level object (and a VIA project's
+    ``_via_img_metadata``) key by key, refusing a key given twice. Each value is decoded by the
+    C scanner (``raw_decode``), so only one Python step per top-level entry is added."""
+    start = _skip_space(text, 0)
+    if text.startswith("{", start):
+        value, end = _object_checking_keys(text, start, decoder, "at the top level", nested=True)
+    else:
+        value, end = decoder.raw_decode(text, start)
+    end = _skip_space(text, end)
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def _object_checking_keys(text: str, start: int, decoder: json.JSONDecoder, where: str,
+                          nested: bool) -> tuple[dict, int]:
+    """The JSON object at ``text[start] == '{'`` and the index after it; ``nested``: read a
+    ``_via_img_metadata`` value key by key too."""
+    result: dict = {}
+    position = _skip_space(text, start + 1)
+    if text.startswith("}", position):
+        return result, position + 1
+    while True:
+        if not text.startswith('"', position):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, position)
+        key, position = json.decoder.scanstring(text, position + 1)
+        position = _skip_space(text, position)
+        if not text.startswith(":", position):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, position)
+        key_at = position
+        position = _skip_space(text, position + 1)
+        if nested and key == "_via_img_metadata" and text.startswith("{", position):
+            value, position = _object_checking_keys(text, position, decoder, "in _via_img_metadata", nested=False)
+        else:
+            value, position = decoder.raw_decode(text, position)
+        if key in result:
+            line = text.count("\n", 0, key_at) + 1
+            raise ValueError(f"duplicate key {key!r} {where} (line {line}): JSON keeps only the last of them, "
+                             "so what the first holds would be dropped silently; give each its own key")
+        result[key] = value
+        position = _skip_space(text, position)
+        if text.startswith(",", position):
+            position = _skip_space(text, position + 1)
+        elif text.startswith("}", position):
+            return result, position + 1
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, position: int) -> int:
+    return _SPACE.match(text, position).end()
 
 
 _HUGE_NUMBER = re.compile(r"[eE][+]?0*\d{3}|\d{300}")
@@ -110,6 +173,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise _Overflow(text)
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_CHECKED_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 @contextmanager

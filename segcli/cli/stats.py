@@ -12,6 +12,9 @@ from rich.table import Table
 
 from segcli.cli.common import CategoryOption, ImagesOption, LabelAttrOption, console, grouped_table, user_errors
 
+MAX_TABLE_CATEGORIES = 1000
+"""Categories printed in the table (--json lists all): rich takes ~0.3 ms a row, so 200,000
+categories took a minute to print and no one reads them there."""
 
 
 def stats(
@@ -64,9 +67,12 @@ def _print_stats(result: dict) -> None:
                        title_justify="left")
     for column in ("id", "name", "objects", "images"):
         categories.add_column(column, justify="right" if column != "name" else "left")
-    for c in result["categories"]:
+    shown = result["categories"][:MAX_TABLE_CATEGORIES]
+    for c in shown:
         categories.add_row(str(c["id"]), escape(c["name"]), str(c["objects"]), str(c["images"]))
     console.print(categories)
+    if len(result["categories"]) > len(shown):
+        console.print(f"... and {len(result['categories']) - len(shown)} more categories (--json lists each)")
     for note in result["notes"]:
         console.print(f"note: {escape(note['reason'])}", highlight=False)
     problems = result["problems"]

@@ -27,9 +27,10 @@ def dataset_stats(path: Path, images_dir: Path | None = None, label_attr: str | 
     """Statistics and problems of an annotation file, as a JSON-able dict."""
     ledger = Ledger(str(path))
     dataset = read_annotations(Path(path), ledger, label_attr, category, images_dir)
-    folder = Path(images_dir) if images_dir is not None else default_images_dir(dataset)
     if dataset.source_format != "masks":
-        locate_images(dataset, images_dir, ledger, require_found=False)
+        folder = locate_images(dataset, images_dir, ledger, require_found=False)
+    else:
+        folder = Path(images_dir) if images_dir is not None else default_images_dir(dataset)
     areas = [_area(a, image, ledger) for image in dataset.images for a in image.annotations]
     areas = [a for a in areas if a is not None]
     per_category = Counter(a.category for image in dataset.images for a in image.annotations)

@@ -410,3 +410,39 @@ def mask_to_via_polygons(mask: np.ndarray) -> tuple[list[dict], bool]:
     """VIA polygon shapes (one per outer outline) for a bool mask, and whether it has holes."""
     parts, holes = mask_to_polygons(mask, tolerance=0.5)
     return [{"name": "polygon", "all_points_x": part[0::2], "all_points_y": part[1::2]} for part in parts], holes
+
+
+def components_to_rles(components: np.ndarray, count: int) -> list[dict]:
+    """Compressed RLE of each component of an H x W map holding component numbers 0..count-1
+    (-1 elsewhere), all in one pass over the pixels: encoding each component's own H x W mask
+    costs count x H x W (a 2000x2000 speckle map of a million specks: hours). Gives the RLEs
+    ``mask_to_rle`` gives for each component's mask."""
+    height, width = components.shape
+    column_major = components.T.ravel()  # COCO RLE runs go down the columns
+    change = np.flatnonzero(np.diff(column_major)) + 1
+    starts = np.concatenate(([0], change))
+    ids = column_major[starts]
+    ends = np.append(change, column_major.size)
+    keep = ids >= 0
+    starts, ends, ids = starts[keep], ends[keep], ids[keep]
+    if not ids.size:
+        if count:
+            raise ValueError(f"{count} components expected, none found")
+        return []
+    order = np.argsort(ids, kind="stable")  # runs grouped by component, still in pixel order
+    starts, ends, ids = starts[order], ends[order], ids[order]
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    previous_end = np.where(first, 0, np.roll(ends, 1))
+    pairs = np.empty(2 * len(ids), dtype=np.int64)
+    pairs[0::2] = starts - previous_end  # zeros before the run, then the run
+    pairs[1::2] = ends - starts
+    last = np.flatnonzero(np.append(first[1:], True))  # each component's last run
+    trailing = column_major.size - ends[last]
+    bounds = np.flatnonzero(first) * 2
+    counts = np.split(pairs, bounds[1:])
+    objects = [{"size": [height, width], "counts": c.tolist() + ([int(t)] if t else [])}
+               for c, t in zip(counts, trailing)]
+    if len(objects) != count:
+        raise ValueError(f"{count} components expected, {len(objects)} found")
+    return mask_utils.frPyObjects(objects, height, width)

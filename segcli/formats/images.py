@@ -10,6 +10,8 @@ the files on disk). A name never resolves to a file outside the image folder.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -63,13 +65,68 @@ except SegcliError:  # a bad SEGCLI_MAX_MEGAPIXELS is reported where the limit i
     pass
 
 
+def not_regular_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (missing, a folder, a FIFO, a device, a name the
+    file system cannot hold), or None for a regular file. Checked with ``os.stat`` before any
+    ``open``: opening a FIFO for reading blocks until a writer comes, that is forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:  # a NUL in the name
+        return "the name holds a NUL character"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+    return f"not a regular file ({kind})"
+
+
+def is_regular_file(path: Path) -> bool:
+    """True for a regular file (symlinks followed); never raises, never blocks."""
+    return not_regular_problem(path) is None
+
+
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def open_image(path: Path) -> Image.Image:
+    """``Image.open`` (header only) for regular files; an image over the pixel limit is a
+    ValueError saying so (not Pillow's DecompressionBombError).
+
+    Raises:
+        OSError / UnidentifiedImageError / ValueError: not a readable image.
+    """
+    problem = not_regular_problem(path)
+    if problem is not None:
+        raise ValueError(problem)
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:  # raised from the header, before any decoding
+        size = _png_size(path)
+        if size is not None and (problem := pixel_limit_problem(*size)) is not None:
+            raise ValueError(problem) from None
+        found = _BOMB_PIXELS.search(str(exc))
+        pixels = f"{int(found.group(1)) / 1e6:.0f} megapixels, " if found else ""
+        raise ValueError(f"image is {pixels}more than the {max_image_pixels() / 1e6:g} megapixel limit "
+                         "(raise it with SEGCLI_MAX_MEGAPIXELS)") from None
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR (Pillow does not say it when it refuses an image)."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
 def read_image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image as displayed (EXIF orientation applied), from its header.
 
     Raises:
         OSError / UnidentifiedImageError / ValueError: not a readable image.
     """
-    with Image.open(path) as image:
+    with open_image(path) as image:
         width, height = image.size
         try:
             orientation = image.getexif().get(EXIF_ORIENTATION)
@@ -83,23 +140,50 @@ def read_image_size(path: Path) -> tuple[int, int]:
 
 
 class ImageFolder:
-    """An image folder with lookups by relative name, base name and byte size."""
+    """An image folder with lookups by relative name, base name and byte size.
 
-    def __init__(self, root: Path):
+    ``recursive=False``: only the folder's own files are candidates (for a folder the user did
+    not choose, such as a VIA project's absolute ``default_filepath``: never searched below).
+    """
+
+    def __init__(self, root: Path, recursive: bool = True):
         self.root = root.resolve()
+        self.recursive = recursive
         self._by_name: dict[str, list[Path]] | None = None
         self._by_size: dict[int, list[Path]] | None = None
+        self._by_stem: dict[str, list[Path]] | None = None
         self._real_dirs: dict[str, Path] = {}
 
+    def _walk(self):
+        if self.recursive:
+            yield from os.walk(self.root)
+        else:
+            yield str(self.root), [], sorted(e.name for e in os.scandir(self.root))
+
     def _index(self) -> None:
-        self._by_name, self._by_size = {}, {}
-        for dirpath, _, filenames in os.walk(self.root):
+        self._by_name, self._by_size, self._by_stem = {}, {}, {}
+        for dirpath, _, filenames in self._walk():
             for filename in filenames:
                 path = Path(dirpath) / filename
-                # a symlink out of the folder is never a candidate (nothing is read outside it)
-                if path.suffix.lower() in IMAGE_SUFFIXES and not filename.startswith("._") and self.inside(path):
+                if path.suffix.lower() not in IMAGE_SUFFIXES or filename.startswith("._"):
+                    continue
+                try:
+                    info = os.stat(path)
+                except OSError:  # a dangling symlink
+                    continue
+                # a symlink out of the folder is never a candidate (nothing is read outside it);
+                # a FIFO or a device named like an image is kept, to be reported by name
+                if self.inside(path):
                     self._by_name.setdefault(filename, []).append(path)
-                    self._by_size.setdefault(path.stat().st_size, []).append(path)
+                    self._by_stem.setdefault(path.stem, []).append(path)
+                    if stat.S_ISREG(info.st_mode):
+                        self._by_size.setdefault(info.st_size, []).append(path)
+
+    def with_stem(self, stem: str) -> list[Path]:
+        """Images anywhere in the folder whose name is ``stem`` + an image suffix."""
+        if self._by_stem is None:
+            self._index()
+        return self._by_stem.get(stem, [])
 
     def inside(self, path: Path) -> bool:
         """True if ``path`` (after following symlinks and '..') lies in this folder."""
@@ -119,8 +203,12 @@ class ImageFolder:
         """The file for an annotation's name (and VIA byte size): (path, how it was found).
         A file in ``claimed`` (named by another entry) is never matched by size."""
         direct = self.root / file_name.replace("\\", "/")
-        if direct.is_file():
+        problem = not_regular_problem(direct)
+        if problem is None or os.path.lexists(direct) and "not a regular file" in problem:
+            # found by its name: a FIFO or a device is returned too, for the reader to refuse
             return (direct, "name") if self.inside(direct) else (None, "outside the image folder")
+        if "NUL" in problem or "too long" in problem:  # no file can have this name
+            return None, f"no file can be named so ({problem})"
         if self._by_name is None:
             self._index()
         base = Path(file_name.replace("\\", "/")).name
@@ -142,15 +230,16 @@ def files_inside(folder: Path, paths) -> list[Path]:
 
 
 def resolve_images(dataset: Dataset, images_dir: Path, ledger: Ledger,
-                   check_sizes: bool = True) -> None:
+                   check_sizes: bool = True, recursive: bool = True) -> None:
     """Set ``path`` (and, from headers, ``width``/``height``) of every image in ``dataset``.
 
     Names are matched first; only then are files no entry names matched by VIA byte size.
-    Missing or unreadable images stay with ``path=None``; each is a ledger entry (action
-    "missing": the writer decides whether to skip them). Sizes written in the annotation
+    Missing or unreadable images (a FIFO or a device named like one is unreadable, never
+    opened) stay with ``path=None``; each is a ledger entry (action "missing": the writer decides
+    whether to skip them). ``recursive=False``: names are looked up in ``images_dir`` itself only. Sizes written in the annotation
     file that differ from the file's are corrected with a "changed" entry.
     """
-    folder = ImageFolder(images_dir)
+    folder = ImageFolder(images_dir, recursive)
     found = [folder.find(image.file_name, None) for image in dataset.images]
     claimed = {path for path, _ in found if path is not None}
     for image, (path, how) in zip(dataset.images, found):

@@ -13,7 +13,7 @@ from pathlib import Path
 from segcli.errors import SegcliError
 from segcli.fileio import read_json
 from segcli.formats import coco, masks, via, via3
-from segcli.formats.images import resolve_images
+from segcli.formats.images import IMAGE_SUFFIXES, is_regular_file, resolve_images
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
 
@@ -77,27 +77,69 @@ def read_annotations(path: Path, ledger: Ledger, label_attr: str | None = None,
 
 
 def default_images_dir(dataset: Dataset) -> Path:
-    """Where images are looked for without --images: VIA 2's default_filepath when it is a local
-    folder, else the annotation file's folder (the mask folder's parent for masks)."""
+    """Where images are looked for without --images (see ``default_image_folder``)."""
+    return default_image_folder(dataset)[0]
+
+
+def default_image_folder(dataset: Dataset) -> tuple[Path, bool, str | None]:
+    """(folder, search sub-folders, note) for images without --images.
+
+    The annotation file's folder (the mask folder's parent for masks), unless a VIA 2 project's
+    ``default_filepath`` names a folder that is safe to look in: a relative one that stays
+    inside the project's folder, or an absolute folder that exists and directly holds one of
+    the named images (which is then never searched below: "/" must not walk the file
+    system). The note says which was used and why, for the ledger; None when there was no
+    ``default_filepath``.
+    """
     base = dataset.source_path.parent
     settings = dataset.via_settings if isinstance(dataset.via_settings, dict) else {}
     core = settings.get("core")
     default_path = core.get("default_filepath") if isinstance(core, dict) else None
-    if isinstance(default_path, str) and default_path and "://" not in default_path:
-        candidate = (base / default_path)
-        if candidate.is_dir():
-            return candidate
-    return base
+    if not isinstance(default_path, str) or not default_path.strip():
+        return base, True, None
+    why_not = _default_path_problem(default_path, base, dataset)
+    if why_not is None:
+        candidate = base / default_path
+        return (candidate, not Path(default_path).is_absolute(),
+                f"images looked for in the project's default_filepath {default_path!r}")
+    return base, True, (f"default_filepath {default_path!r} not used ({why_not}): images looked for in "
+                        f"the project's folder {base}")
+
+
+def _default_path_problem(default_path: str, base: Path, dataset: Dataset) -> str | None:
+    if "://" in default_path:
+        return "a URL"
+    candidate = base / default_path
+    try:
+        if not candidate.is_dir():
+            return "not a folder"
+        if not Path(default_path).is_absolute():
+            inside = candidate.resolve().is_relative_to(base.resolve())
+            return None if inside else "it leads out of the project's folder"
+    except (OSError, ValueError) as exc:  # a NUL, a name too long
+        return f"not a usable path: {exc}"
+    # an absolute folder: used only when it holds a named image itself (checked directly)
+    if any(Path(image.file_name).suffix.lower() in IMAGE_SUFFIXES
+           and is_regular_file(candidate / image.file_name.replace("\\", "/")) for image in dataset.images):
+        return None
+    return "it holds none of the images the project names"
 
 
 def locate_images(dataset: Dataset, images_dir: Path | None, ledger: Ledger,
                   require_found: bool = True) -> Path:
     """Resolve image files and sizes for ``dataset`` and check masks against them; returns the
-    folder used. ``require_found``: fail when not one image is found (sizes are needed)."""
-    folder = Path(images_dir) if images_dir is not None else default_images_dir(dataset)
+    folder used. ``require_found``: fail when not one image is found (sizes are needed).
+    Without ``images_dir`` the folder is ``default_image_folder``'s (its note goes to the ledger)."""
+    recursive = True
+    if images_dir is not None:
+        folder = Path(images_dir)
+    else:
+        folder, recursive, note = default_image_folder(dataset)
+        if note is not None:
+            ledger.add("defaulted", note)
     if not folder.is_dir():
         raise SegcliError("image folder not found", folder)
-    resolve_images(dataset, folder, ledger)
+    resolve_images(dataset, folder, ledger, recursive=recursive)
     check_mask_sizes(dataset, ledger)
     if require_found and dataset.images and all(image.path is None for image in dataset.images):
         unreadable = next((e for e in ledger.entries if e.action == "missing" and e.reason.startswith("unreadable")), None)

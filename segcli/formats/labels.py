@@ -81,10 +81,31 @@ def categories_for_labels(labels: list[str], definition: dict | None) -> list[Ca
     return [Category(id=i, name=name) for i, name in enumerate(names, start=1)]
 
 
-def option_id_for_label(definition: dict | None, label: str) -> str:
-    """Inverse of the option mapping: the option id whose label is ``label`` (else the label)."""
+def option_ids_by_label(definition: dict | None) -> dict[str, str]:
+    """Inverse of the option mapping: label -> the first option id with that label (built
+    once: a scan of the options per region was quadratic with 200,000 categories)."""
     options = (definition or {}).get("options") or {}
-    for option_id, option_label in options.items():
-        if str(option_label).strip() == label:
-            return option_id
-    return label
+    inverse: dict[str, str] = {}
+    for option_id, option_label in options.items() if isinstance(options, dict) else ():
+        inverse.setdefault(str(option_label).strip(), option_id)
+    return inverse
+
+
+def option_id_for_label(definition: dict | None, label: str) -> str:
+    """The option id whose label is ``label`` (else the label itself)."""
+    return option_ids_by_label(definition).get(label, label)
+
+
+def unreadable_label_problem(names: list[str]) -> str | None:
+    """Why category ``names`` would not read back from VIA region attributes (labels are read
+    stripped of surrounding spaces, and a blank one is no label), or None."""
+    by_stripped: dict[str, str] = {}
+    for name in names:
+        key = name.strip()
+        if not key:
+            return f"category name {name!r} is blank: a VIA region with it would read back unlabelled"
+        if key in by_stripped:
+            return (f"category names {by_stripped[key]!r} and {name!r} differ only in surrounding spaces, "
+                    "which VIA labels are read without: the two would merge (rename one)")
+        by_stripped[key] = name
+    return None

@@ -226,11 +226,11 @@ def read_via_csv(path: Path, ledger: Ledger, label_attr: str | None, default_cat
             ledger.error(f"expected 7 columns, found {len(row)}", item=f"line {line}")
             continue
         name, size, file_attrs, _, _, shape, region_attrs = row
+        fields = {"file_attributes": file_attrs, "region_shape_attributes": shape, "region_attributes": region_attrs}
         try:
-            file_attrs, shape, region_attrs = (parse_json(v) for v in (file_attrs, shape, region_attrs))
-        except json.JSONDecodeError:
-            ledger.error("a field is not JSON (the VIA 0.1b 'name=...;' syntax is not supported: "
-                         "export JSON from VIA instead)", item=f"line {line}")
+            file_attrs, shape, region_attrs = _parse_fields(fields)
+        except _BadField as exc:
+            ledger.error(str(exc), item=f"line {line}")
             continue
         except ValueError as exc:  # NaN, Infinity or 1e400: no JSON output could hold them
             ledger.error(f"a field is {exc}", item=f"line {line}")
@@ -246,6 +246,28 @@ def read_via_csv(path: Path, ledger: Ledger, label_attr: str | None, default_cat
                              default_category, None, None)
 
 
+def _parse_fields(fields: dict[str, str]) -> list:
+    """The JSON of each CSV field. The error says why a field is not JSON: VIA 0.1b's
+    'name=...;' syntax when a field uses it, else the first field's JSON flaw (a NUL in a
+    string, an unescaped quote) at its column."""
+    values, flaws = [], []
+    for name, text in fields.items():
+        try:
+            values.append(parse_json(text))
+        except json.JSONDecodeError as exc:
+            if "=" in text and not text.lstrip().startswith(("{", "[", '"')):
+                raise _BadField(f"{name} is not JSON (the VIA 0.1b 'name=...;' syntax is not supported: "
+                                "export JSON from VIA instead)") from None
+            flaws.append(f"{name} is not JSON: {exc.msg} at column {exc.colno}")
+    if flaws:
+        raise _BadField(flaws[0])
+    return values
+
+
+class _BadField(ValueError):
+    """A VIA CSV field that is not JSON, with the reason."""
+
+
 def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
     """A VIA 2 project dict for ``dataset`` (opens in VIA 2.0.x with Project > Load).
 
@@ -253,7 +275,10 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
     becomes polygons (RLE via its contours) or rects (boxes), each noted in the ledger. The
     category is written to the labelling attribute (an option id when it is a dropdown/radio).
     """
-    from segcli.formats.labels import option_id_for_label
+    from segcli.formats.labels import option_ids_by_label, unreadable_label_problem
+    problem = unreadable_label_problem([c.name for c in dataset.categories])
+    if problem is not None:  # what segcli writes, segcli must read back as it was
+        raise SegcliError(f"{problem}; write COCO instead", dataset.source_path)
     attributes = copy.deepcopy(dataset.via_attributes) if dataset.via_attributes else {"region": {}, "file": {}}
     attributes.setdefault("region", {})
     attributes.setdefault("file", {})
@@ -263,6 +288,7 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
             "type": "dropdown", "description": "object class",
             "options": {c.name: c.name for c in dataset.categories}, "default_options": {}}
     definition = attributes["region"][label_attr]
+    option_ids = option_ids_by_label(definition)
     metadata, id_list = {}, []
     for image in dataset.images:
         regions = [(index, region) for index, region in image.nonarea_regions]
@@ -277,7 +303,7 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
                         {label_attr: annotation.label_value}, label_attr, definition) == annotation.category:
                     attrs[label_attr] = annotation.label_value
                 elif not annotation.category_from_default:
-                    attrs[label_attr] = option_id_for_label(definition, annotation.category)
+                    attrs[label_attr] = option_ids.get(annotation.category, annotation.category)
                 if annotation.iscrowd:
                     attrs["iscrowd"] = 1
                 if annotation.score is not None:
@@ -287,7 +313,7 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
         _define_attributes(attributes, image.attributes, [r["region_attributes"] for _, r in regions])
         size = image.size_bytes if image.size_bytes is not None else (
             image.path.stat().st_size if image.path is not None else -1)
-        key = f"{image.file_name}{size}"
+        key = _unique_key(f"{image.file_name}{size}", metadata)
         metadata[key] = {"filename": image.file_name, "size": size,
                          "regions": [r for _, r in sorted(regions, key=lambda pair: pair[0])],
                          "file_attributes": dict(image.attributes)}
@@ -295,6 +321,18 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
     settings = dataset.via_settings if _looks_like_via2_settings(dataset.via_settings) else copy.deepcopy(VIA2_SETTINGS)
     return {"_via_settings": settings, "_via_img_metadata": metadata, "_via_attributes": attributes,
             "_via_data_format_version": "2.0.10", "_via_image_id_list": id_list}
+
+
+def _unique_key(key: str, metadata: dict) -> str:
+    """VIA's key (file name + size), with a suffix when another image has it already (two
+    entries of one name and size, or 'a.png1'+'23' and 'a.png12'+'3'): one key holds one entry,
+    and a second one would replace the first."""
+    if key not in metadata:
+        return key
+    number = 2
+    while f"{key}~{number}" in metadata:
+        number += 1
+    return f"{key}~{number}"
 
 
 def _annotation_regions(annotation: Annotation, image: ImageRecord, ledger: Ledger) -> list[dict]:
