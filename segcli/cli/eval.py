@@ -12,7 +12,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from segcli.cli.common import LabelAttrOption, Task, console, err_console, user_errors
+from segcli.cli.common import LabelAttrOption, Task, check_option, console, err_console, user_errors
+
+# option ranges, checked before any work: a value outside them is a typo or would exhaust the
+# machine (--imgsz 100000 asks for a 160 GB tensor); label maps are 8- or 16-bit PNGs
+IMGSZ_RANGE = (32, 4096)
+BATCH_RANGE = (1, 256)
+WORKERS_RANGE = (0, 64)
+IGNORE_INDEX_RANGE = (0, 65535)
 
 
 class Backend(str, Enum):
@@ -50,6 +57,8 @@ def evaluate(
     """
     from segcli.engine.eval_run import EvalOptions, run_eval
 
+    with user_errors():
+        check_options(conf, ignore_index, worst, imgsz, batch, workers)
     if data is not None and gt is not None:
         err_console.print("[red]error:[/] give DATA or --gt, not both")
         raise typer.Exit(2)
@@ -75,6 +84,16 @@ def evaluate(
         finally:
             progress.stop()
     print_report(report)
+
+
+def check_options(conf: float, ignore_index: int, worst: int, imgsz: int | None, batch: int, workers: int) -> None:
+    """Every numeric option in its range (NaN and inf refused), as a one-line error."""
+    check_option("--conf", conf, 0, 1)
+    check_option("--ignore-index", ignore_index, *IGNORE_INDEX_RANGE)
+    check_option("--worst", worst, 0)
+    check_option("--imgsz", imgsz, *IMGSZ_RANGE)
+    check_option("--batch", batch, *BATCH_RANGE)
+    check_option("--workers", workers, *WORKERS_RANGE)
 
 
 def _number(value) -> str:

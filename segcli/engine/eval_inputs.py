@@ -11,11 +11,13 @@ ids never give a silent zero; every mapping and every dropped prediction is repo
 
 from __future__ import annotations
 
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from segcli.engine.train_data import find_annotation_file
 from segcli.errors import SegcliError
@@ -23,7 +25,7 @@ from segcli.fileio import read_json
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
 from segcli.formats.io import detect_format, locate_images, read_annotations
-from segcli.formats.images import files_inside
+from segcli.formats.images import files_inside, read_image_size
 from segcli.formats.masks import CLASS_FILES, find_classes_file, read_classes, read_label_map
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.ledger import Ledger
@@ -49,7 +51,19 @@ def annotation_path(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise SegcliError("not found", path)
-    return find_annotation_file(path) if path.is_dir() else path
+    return find_annotation_file(path) if path.is_dir() else regular_file(path)
+
+
+def regular_file(path: Path) -> Path:
+    """``path`` if it is a regular file (after symlinks): opening a FIFO would wait forever for
+    a writer, a device would be read without end."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as exc:
+        raise SegcliError(f"cannot read: {exc.strerror or exc}", path) from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise SegcliError("not a regular file (a FIFO, socket or device): segcli reads files only", path)
+    return Path(path)
 
 
 def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: str | None = None,
@@ -102,7 +116,7 @@ class Predictions:
 
 def load_predictions(path: Path) -> Predictions:
     """COCO results (a list), or a COCO file whose annotations are the predictions."""
-    path = Path(path)
+    path = regular_file(Path(path))
     data = read_json(path)
     warnings = []
     sibling = None
@@ -116,6 +130,7 @@ def load_predictions(path: Path) -> Predictions:
                 sibling = None
     elif isinstance(data, dict) and isinstance(data.get("annotations"), list):
         results, sibling = data["annotations"], data
+        _check_coco_names(data, path)
         unscored = sum(1 for r in results if isinstance(r, dict) and "score" not in r)
         if unscored:
             warnings.append(f"{unscored} prediction(s) without a score: scored 1.0")
@@ -125,13 +140,34 @@ def load_predictions(path: Path) -> Predictions:
     for k, result in enumerate(results):
         _check_result(result, k, path)
     image_names = category_names = None
-    if sibling is not None:
+    if sibling is not None:  # checked by _check_coco_names, or a dataset.json beside the results
         image_names = {img["id"]: img["file_name"] for img in sibling["images"]
                        if isinstance(img, dict) and geometry.is_int(img.get("id")) and isinstance(img.get("file_name"), str)}
         categories = sibling.get("categories") if isinstance(sibling.get("categories"), list) else []
         category_names = {c["id"]: c["name"] for c in categories
                           if isinstance(c, dict) and geometry.is_int(c.get("id")) and isinstance(c.get("name"), str)}
     return Predictions(results, path, image_names or None, category_names or None, warnings)
+
+
+def _check_coco_names(data: dict, path: Path) -> None:
+    """A COCO file of predictions: its images and categories (what it adds to a results list:
+    the names the join uses) must be lists of objects with an integer id, a string name, and no
+    id twice; else the join would silently fall back to ids or drop predictions."""
+    for key, name_key, what in (("images", "file_name", "image"), ("categories", "name", "category")):
+        entries = data.get(key)
+        if entries is None:
+            raise SegcliError(f"a COCO file of predictions needs an '{key}' list (to join by name); "
+                              f"a plain list of results is joined by id", path)
+        if not isinstance(entries, list):
+            raise SegcliError(f"'{key}' must be a list, got {type(entries).__name__}", path)
+        seen = set()
+        for k, entry in enumerate(entries):
+            if not (isinstance(entry, dict) and geometry.is_int(entry.get("id"))
+                    and isinstance(entry.get(name_key), str)):
+                raise SegcliError(f"needs an integer 'id' and a string '{name_key}'", path, f"{what} {k}")
+            if entry["id"] in seen:
+                raise SegcliError(f"id {entry['id']} given twice", path, f"{what} {k}")
+            seen.add(entry["id"])
 
 
 def _check_result(result: object, index: int, path: Path) -> None:
@@ -159,9 +195,13 @@ def _check_result(result: object, index: int, path: Path) -> None:
             if problem or len(part) % 2:
                 raise SegcliError(problem or f"segmentation polygon has an odd number of values ({len(part)})",
                                   path, where)
-    if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4
-                                 and all(isinstance(v, (int, float)) and np.isfinite(v) for v in bbox)):
-        raise SegcliError("bbox must be 4 finite numbers [x, y, w, h]", path, where)
+    if bbox is not None:
+        problem = geometry.check_numbers(bbox, "bbox")  # also refuses booleans and +-1e308
+        if problem is None and (len(bbox) != 4 or bbox[2] < 0 or bbox[3] < 0):
+            problem = f"bbox must be 4 numbers [x, y, w, h] with w, h >= 0, got {len(bbox)} numbers" if len(
+                bbox) != 4 else f"bbox must be [x, y, w, h] with w, h >= 0, got {bbox}"
+        if problem:
+            raise SegcliError(problem, path, where)
 
 
 def join_predictions(truth: GroundTruth, predictions: Predictions) -> tuple[list[dict], list[str]]:
@@ -291,8 +331,9 @@ class LabelMaps:
 
 def _read_map(path: Path) -> np.ndarray:
     try:
+        read_image_size(path)  # the one pixel limit, from the header, before any pixel is decoded
         return read_label_map(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise SegcliError(f"unreadable label map: {exc}", path) from None
 
 
@@ -312,7 +353,7 @@ def read_mask_maps(folder: Path, default_names: list[str] | None = None) -> Labe
     names = read_classes(classes) if classes else default_names
     if names is None:
         raise SegcliError(f"no classes file ({', '.join(CLASS_FILES)}) in the mask folder or its parent", folder)
-    maps = {p.relative_to(folder).with_suffix("").as_posix(): p
+    maps = {p.relative_to(folder).with_suffix("").as_posix(): regular_file(p)
             for p in files_inside(folder, sorted(folder.rglob("*.png"))) if not p.name.startswith(".")}
     if not maps:
         raise SegcliError("no label PNGs in the mask folder", folder)

@@ -21,9 +21,9 @@ import numpy as np
 
 from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_maps, is_mask_folder,
                                        join_predictions, load_ground_truth, load_predictions, read_mask_maps)
+from segcli.engine.eval_output import StagedOutput, check_output_paths
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
 from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
-from segcli.engine.run_dir import next_exp_dir
 from segcli.errors import SegcliError
 from segcli.formats import geometry
 from segcli.fileio import refuse_writing_inputs, write_json_atomic
@@ -53,16 +53,6 @@ class EvalOptions:
     workers: int = 2
 
 
-def new_eval_dir(out: Path | None) -> Path:
-    """``out`` (created; an existing metrics.json is replaced) or runs/eval/exp, exp2, ..."""
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        return Path(out)
-    folder = next_exp_dir(Path("runs") / "eval")
-    folder.mkdir(parents=True)
-    return folder
-
-
 def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **k: None) -> dict:
     """Evaluate as ``options`` says; returns the report (also written as metrics.json)."""
     if options.gt is None:
@@ -70,23 +60,16 @@ def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **
     if options.pred is not None and options.weights is not None:
         raise SegcliError("give either --pred (score files) or --weights (predict, then score), not both")
     check_json_path(options)
+    check_output_paths(options.out, options.json_path)
+    # all or nothing: files are staged inside --out and moved into place once all are written
     if options.pred is not None:
-        if Path(options.pred).is_dir():
-            report = _semantic_files(options)
-        else:
-            report = _instance_files(options)
-        out = new_eval_dir(options.out)
+        report = _semantic_files(options) if Path(options.pred).is_dir() else _instance_files(options)
+        with StagedOutput(options.out) as output:
+            _write_report(report, output, options)
     else:
-        existed = options.out is not None and Path(options.out).exists()
-        out = new_eval_dir(options.out)
-        try:
-            report = _with_model(options, out, on_event)
-        except BaseException:
-            if not existed and not any(out.rglob("*")):
-                out.rmdir()  # leave nothing behind for an input error
-            raise
-    report["out"] = str(out)
-    _write_report(report, out, options)
+        with StagedOutput(options.out) as output:  # before the work: the worst/ overlays go there
+            report = _with_model(options, output, on_event)
+            _write_report(report, output, options)
     return report
 
 
@@ -259,7 +242,7 @@ def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.
 # --- with a model -----------------------------------------------------------------------------
 
 
-def _with_model(options: EvalOptions, out: Path, on_event: Callable[..., None]) -> dict:
+def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[..., None]) -> dict:
     from segcli.engine.predictor import Predictor, SkippedImage
     from segcli.models.defaults import default_weights
 
@@ -290,7 +273,7 @@ def _with_model(options: EvalOptions, out: Path, on_event: Callable[..., None]) 
                 results.append({"image_id": image_id, "category_id": category_id, "score": float(score),
                                 "segmentation": geometry.rle_to_json(rle), "bbox": [x1, y1, x2 - x1, y2 - y1]})
         report = instance_report(truth.coco, results, options.backend, options.worst)
-        report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, out)
+        report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, output)
     else:
         truth_maps = ground_truth_maps(truth)
         predicted_maps = {}
@@ -326,7 +309,7 @@ def _model_category_ids(model_categories: list[dict], truth_categories: list[dic
     return mapping
 
 
-def _draw_worst(rows: list[dict], kept: dict, predictor, out: Path) -> list[dict]:
+def _draw_worst(rows: list[dict], kept: dict, predictor, output: StagedOutput) -> list[dict]:
     """Overlays of the worst images in out/worst/, their paths added to the rows."""
     from segcli.engine.overlay import draw_instances
     from segcli.engine.predict_outputs import write_overlay
@@ -338,30 +321,34 @@ def _draw_worst(rows: list[dict], kept: dict, predictor, out: Path) -> list[dict
         rgb = decode_image(item.path) if item is not None else None
         if rgb is None or rgb.shape[:2] != (item.height, item.width):
             continue
-        path = out / "worst" / f"{rank:02d}_{Path(row['image']).stem}.jpg"
+        path = output.staging / "worst" / f"{rank:02d}_{Path(row['image']).stem}.jpg"
         shown = [k for k, score in enumerate(item.scores) if score >= PER_IMAGE_MIN_SCORE]  # what was counted
         write_overlay(draw_instances(rgb, [item.rles[k] for k in shown], item.boxes_xyxy[shown], item.labels[shown],
                                      item.scores[shown], names), path)
-        row["overlay"] = str(path)
+        row["overlay"] = str(output.final(path))
     return rows
 
 
 # --- output -----------------------------------------------------------------------------------
 
 
-def _write_report(report: dict, out: Path, options: EvalOptions) -> None:
-    files = {"metrics": str(out / "metrics.json")}
+def _write_report(report: dict, output: StagedOutput, options: EvalOptions) -> None:
+    """Plots and metrics.json into the staging folder, --json in place (before the folder is
+    committed, so a failure there leaves no complete-looking --out either)."""
+    staging = output.staging
+    report["out"] = str(output.folder)
+    files = {"metrics": str(output.folder / "metrics.json")}
     for name, (precision, recall) in report.pop("_curves", {}).items():
-        path = out / f"pr_curves_{name}.png"
+        path = staging / f"pr_curves_{name}.png"
         plot_pr_curves(precision, recall, "mask" if name == "segm" else "box", path)
-        files[f"pr_curves_{name}"] = str(path)
+        files[f"pr_curves_{name}"] = str(output.final(path))
     if report["task"] == "semantic":
-        path = out / "confusion_matrix.png"
+        path = staging / "confusion_matrix.png"
         plot_confusion_matrix(np.asarray(report["confusion_matrix"]), report["classes"], path)
-        files["confusion_matrix"] = str(path)
+        files["confusion_matrix"] = str(output.final(path))
     report["files"] = files
     clean = _json_safe(report)
-    write_json_atomic(out / "metrics.json", clean, overwrite=True, indent=1)
+    write_json_atomic(staging / "metrics.json", clean, overwrite=True, indent=1)
     if options.json_path is not None:
         write_json_atomic(Path(options.json_path), clean, overwrite=True, indent=1)
 
