@@ -88,13 +88,31 @@ def parse_json(text: str, check_keys: bool = False) -> object:
     fast = _HUGE_NUMBER.search(text) is None  # fast path: no per-number Python callback
     decoder = _DECODER if fast else _CHECKED_DECODER
     try:
-        return _decode_checking_keys(text, decoder) if check_keys else decoder.decode(text)
+        data = decoder.decode(text)
+        if check_keys and isinstance(data, dict) and _may_repeat_keys(text, data):
+            _decode_checking_keys(text, decoder)  # the slow exact check, raises on a repeated key
+        return data
     except _Overflow as exc:
         at = max(text.find(exc.literal), 0)  # the callback is not told where the number is
         line = text.count("\n", 0, at) + 1
         column = at - text.rfind("\n", 0, at)
         shown = exc.literal if len(exc.literal) <= 20 else f"{exc.literal[:17]}..."
         raise ValueError(f"invalid JSON at line {line} column {column}: {shown} is beyond float range") from None
+
+
+def _may_repeat_keys(text: str, data: dict) -> bool:
+    """False when counting strings in ``text`` proves that no key of ``data`` (top level) nor
+    of its VIA entries (``_via_img_metadata``, or the top level of a VIA export) was given twice:
+    every '"filename"' in the text belongs to an entry that was kept, and each key of a small
+    top level is written once. A few ``str.count`` calls (milliseconds for 50 MB), so
+    the exact key-by-key check runs only on suspicion."""
+    metadata = data.get("_via_img_metadata") if "_via_img_metadata" in data else data
+    if isinstance(metadata, dict):
+        named = sum(1 for entry in metadata.values() if isinstance(entry, dict) and "filename" in entry)
+        if text.count('"filename"') != named:
+            return True
+    # a big top level is a VIA export, checked above by its entries' file names
+    return len(data) <= 64 and any(text.count(json.dumps(key, ensure_ascii=False)) > 1 for key in data)
 
 
 def _decode_checking_keys(text: str, decoder: json.JSONDecoder) -> object:
@@ -132,7 +150,10 @@ def _object_checking_keys(text: str, start: int, decoder: json.JSONDecoder, wher
         if nested and key == "_via_img_metadata" and text.startswith("{", position):
             value, position = _object_checking_keys(text, position, decoder, "in _via_img_metadata", nested=False)
         else:
-            value, position = decoder.raw_decode(text, position)
+            try:
+                value, position = decoder.scan_once(text, position)  # the C scanner
+            except StopIteration as exc:
+                raise json.JSONDecodeError("Expecting value", text, exc.value) from None
         if key in result:
             line = text.count("\n", 0, key_at) + 1
             raise ValueError(f"duplicate key {key!r} {where} (line {line}): JSON keeps only the last of them, "
