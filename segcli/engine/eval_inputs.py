@@ -11,13 +11,11 @@ ids never give a silent zero; every mapping and every dropped prediction is repo
 
 from __future__ import annotations
 
-import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from segcli.engine.train_data import find_annotation_file
 from segcli.errors import SegcliError
@@ -25,7 +23,7 @@ from segcli.fileio import read_json
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
 from segcli.formats.io import detect_format, locate_images, read_annotations
-from segcli.formats.images import files_inside, read_image_size
+from segcli.formats.images import files_inside
 from segcli.formats.masks import CLASS_FILES, find_classes_file, read_classes, read_label_map
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.ledger import Ledger
@@ -51,19 +49,7 @@ def annotation_path(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise SegcliError("not found", path)
-    return find_annotation_file(path) if path.is_dir() else regular_file(path)
-
-
-def regular_file(path: Path) -> Path:
-    """``path`` if it is a regular file (after symlinks): opening a FIFO would wait forever for
-    a writer, a device would be read without end."""
-    try:
-        mode = Path(path).stat().st_mode
-    except OSError as exc:
-        raise SegcliError(f"cannot read: {exc.strerror or exc}", path) from None
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        raise SegcliError("not a regular file (a FIFO, socket or device): segcli reads files only", path)
-    return Path(path)
+    return find_annotation_file(path) if path.is_dir() else path
 
 
 def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: str | None = None,
@@ -116,8 +102,8 @@ class Predictions:
 
 def load_predictions(path: Path) -> Predictions:
     """COCO results (a list), or a COCO file whose annotations are the predictions."""
-    path = regular_file(Path(path))
-    data = read_json(path)
+    path = Path(path)
+    data = read_json(path)  # a FIFO or a device is refused there, never opened
     warnings = []
     sibling = None
     if isinstance(data, list):
@@ -331,9 +317,8 @@ class LabelMaps:
 
 def _read_map(path: Path) -> np.ndarray:
     try:
-        read_image_size(path)  # the one pixel limit, from the header, before any pixel is decoded
-        return read_label_map(path)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return read_label_map(path)  # refuses FIFOs and maps over the pixel limit before decoding
+    except (OSError, ValueError) as exc:
         raise SegcliError(f"unreadable label map: {exc}", path) from None
 
 
@@ -353,7 +338,7 @@ def read_mask_maps(folder: Path, default_names: list[str] | None = None) -> Labe
     names = read_classes(classes) if classes else default_names
     if names is None:
         raise SegcliError(f"no classes file ({', '.join(CLASS_FILES)}) in the mask folder or its parent", folder)
-    maps = {p.relative_to(folder).with_suffix("").as_posix(): regular_file(p)
+    maps = {p.relative_to(folder).with_suffix("").as_posix(): p
             for p in files_inside(folder, sorted(folder.rglob("*.png"))) if not p.name.startswith(".")}
     if not maps:
         raise SegcliError("no label PNGs in the mask folder", folder)
