@@ -34,17 +34,17 @@ def evaluate(
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Predict with this checkpoint, then score (default: the shipped instance model).")] = None,
     task: Annotated[Task, typer.Option("--task", help="Without --weights or --pred: the shipped instance or semantic model.")] = Task.instance,
     images: Annotated[Path | None, typer.Option("--images", "-i", help="Image folder (default: beside the annotation file).", file_okay=False)] = None,
-    conf: Annotated[float, typer.Option("--conf", help="Score threshold when predicting (COCO AP wants a low one).")] = 0.05,
+    conf: Annotated[float, typer.Option("--conf", help="Score threshold when predicting, 0-1 (COCO AP wants a low one).")] = 0.05,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json and plots (default runs/eval/exp, exp2, ...).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics JSON here.")] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="pycocotools, or faster (faster-coco-eval, same figures).")] = Backend.pycocotools,
-    ignore_index: Annotated[int, typer.Option("--ignore-index", help="Semantic: ground-truth label value not scored.")] = 255,
+    ignore_index: Annotated[int, typer.Option("--ignore-index", help="Semantic: ground-truth label value not scored (0-65535).")] = 255,
     worst: Annotated[int, typer.Option("--worst", help="Instance: list this many images with the most errors.")] = 10,
     label_attr: LabelAttrOption = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees (default: the checkpoint's).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 4,
-    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes.")] = 2,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees, 32-4096 (default: the checkpoint's).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass (1-256).")] = 4,
+    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0-64).")] = 2,
 ) -> None:
     """Score a model or prediction files: COCO box/mask AP per class, or mIoU and pixel accuracy.
 
