@@ -60,6 +60,7 @@ def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **
     if options.pred is not None and options.weights is not None:
         raise SegcliError("give either --pred (score files) or --weights (predict, then score), not both")
     check_json_path(options)
+    check_out_path(options)
     check_output_paths(options.out, options.json_path)
     # all or nothing: files are staged inside --out and moved into place once all are written
     if options.pred is not None:
@@ -83,6 +84,22 @@ def check_json_path(options: EvalOptions) -> None:
     refuse_writing_inputs(json_path, inputs, [p for p in inputs if p.is_dir()], what="--json")
     if json_path.is_dir():
         raise SegcliError("--json is a folder, expected a file path", json_path)
+
+
+def check_out_path(options: EvalOptions) -> None:
+    """Refuse, before any work, an --out among the inputs: the split, ground-truth or image
+    folder itself (metrics.json beside the annotation file would make the split ambiguous), or
+    a label-mask folder being scored or any folder below it (the plots would be read as label
+    maps next time)."""
+    if options.out is None:
+        return
+    folders = [Path(p) for p in (options.gt, options.pred, options.images) if p is not None and Path(p).is_dir()]
+    mask_folders = [p for p in folders if p != options.images and is_mask_folder(p)]
+    out = Path(options.out).resolve()
+    for folder in folders:
+        if out == folder.resolve():
+            raise SegcliError(f"is the input folder {folder}: choose a folder outside the inputs", options.out, "--out")
+    refuse_writing_inputs(Path(options.out), [], mask_folders, what="--out")
 
 
 # --- instance ---------------------------------------------------------------------------------

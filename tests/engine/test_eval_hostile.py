@@ -325,3 +325,25 @@ def test_with_a_model_every_listed_file_is_in_out_and_nothing_hidden_remains(tmp
     assert listed and all(Path(path).is_file() and Path(path).parent.resolve().is_relative_to(out.resolve())
                           for path in listed), listed
     assert [p for p in out.rglob(".*")] == []
+
+
+@pytest.mark.parametrize("where", ["pred", "pred/sub", "gt", "gt/sub"])
+def test_out_among_the_label_maps_being_scored_is_refused(tmp_path, where):
+    """confusion_matrix.png written into a mask folder would be read as a label map next time."""
+    gt, pred = label_maps(tmp_path / "gt"), label_maps(tmp_path / "pred")
+    before = snapshot(tmp_path)
+    refused(run("eval", "--gt", gt, "--pred", pred, "--out", tmp_path / where), "--out", "input folder")
+    assert snapshot(tmp_path) == before
+    assert where in ("pred", "gt") or not (tmp_path / where).exists()
+
+
+def test_out_the_split_folder_being_scored_is_refused(tmp_path, instance_files):
+    """metrics.json beside the split's annotation file would make the split ambiguous."""
+    truth, pred = instance_files
+    split = tmp_path / "split"
+    split.mkdir()
+    shutil.copyfile(truth, split / "coco.json")
+    assert cv2.imwrite(str(split / "a.png"), np.zeros((HEIGHT, WIDTH, 3), np.uint8))
+    before = snapshot(split)
+    refused(run("eval", split, "--pred", pred, "--out", split), "--out", "input folder")
+    assert snapshot(split) == before
