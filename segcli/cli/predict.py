@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segcli.cli.common import Task, console, user_errors
+from segcli.cli.common import Task, check_option, console, user_errors
 
 app = typer.Typer(help="Label images with a trained model: overlays, COCO JSON and a VIA project.",
                   no_args_is_help=True)
@@ -41,6 +41,24 @@ def _options(weights, task, out, conf, iou, max_det, batch, workers, device, img
                           classes=[c.strip() for c in classes.split(",")] if classes else None, overlays=overlays,
                           alpha=alpha, formats={f.value for f in formats} if formats else {"coco", "via", "masks"},
                           polygons=polygons, resume=resume, tile=tile, procs=procs)
+
+
+IMGSZ_RANGE = (32, 8192)  # below, nothing is left to see; above, 160 GB were asked for at 100000
+TILE_RANGE = (64, 8192)
+
+
+def _check_options(conf: float, iou: float | None = None, max_det: int = 1, batch: int = 1, workers: int = 0,
+                   imgsz: int | None = None, alpha: float = 0.0, tile: int | None = None, procs: int = 0) -> None:
+    """Every numeric option in its range, before the model is loaded or any folder made."""
+    check_option("--conf", conf, 0, 1)
+    check_option("--iou", iou, 0, 1)
+    check_option("--max-det", max_det, 1)
+    check_option("--batch", batch, 1)
+    check_option("--workers", workers, 0)
+    check_option("--imgsz", imgsz, *IMGSZ_RANGE)
+    check_option("--alpha", alpha, 0, 1)
+    check_option("--tile", tile, *TILE_RANGE)
+    check_option("--procs", procs, 0)
 
 
 class Printer:
@@ -121,6 +139,7 @@ def folder(
 
     printer = Printer()
     with user_errors():
+        _check_options(conf, iou, max_det, batch, workers, imgsz, alpha, tile, procs)
         try:
             predict_folder(images, _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz,
                                             recursive, classes, overlays, alpha, formats, polygons, resume, tile, procs),
@@ -149,9 +168,13 @@ def image(
 
     printer = Printer()
     with user_errors():
-        missing = [str(f) for f in files if not f.is_file()]
+        _check_options(conf)
+        missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise SegcliError("image file not found", missing[0])
+        special = [str(f) for f in files if not f.is_file()]  # a FIFO would block the decoder forever
+        if special:
+            raise SegcliError("not a regular file (a folder, FIFO or device); give image files", special[0])
         root = Path(files[0]).parent
         try:
             predict_images([Path(f) for f in files], root, _options(weights, task, out, conf, None, 100, 4, 0, device,

@@ -312,7 +312,8 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
     # decoding is cheap next to a one-thread model
     finisher.options = replace(finisher.options, workers=min(finisher.options.workers, 1))
     counter = context.Value("i", 0)
-    _FORKED = (predictor, finisher, todo, processes, root, counter)
+    errors = context.SimpleQueue()  # a failed process's one-line reason, for this one to report
+    _FORKED = (predictor, finisher, todo, processes, root, counter, errors)
     children = [context.Process(target=_shard_process, args=(rank, os.getpid())) for rank in range(1, processes)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -337,6 +338,8 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
             return
         failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
         if failed:
+            if not errors.empty():
+                raise SegcliError(errors.get())
             raise SegcliError(f"prediction process {failed[0]} failed (exit code {children[failed[0] - 1].exitcode}); "
                               "finished images are kept: run again with --resume", finisher.out)
     finally:
@@ -377,7 +380,7 @@ def _shard_process(rank: int, parent: int) -> None:
     inherited the parent's signal handler: a signal makes it stop after the image in hand."""
     quiet_child()
     _die_with_parent(parent)
-    predictor, finisher, todo, processes, root, counter = _FORKED
+    predictor, finisher, todo, processes, root, counter, errors = _FORKED
     torch.set_num_threads(1)
     finisher.lines = {}  # this process's lines reach the parent through its journal
 
@@ -385,8 +388,12 @@ def _shard_process(rank: int, parent: int) -> None:
         with counter.get_lock():
             counter.value += 1
 
-    finisher.run(predictor, todo[rank::processes], root, finisher.out / f"results.rank{rank}.jsonl", progress,
-                 lambda *a, **k: None)
+    try:
+        finisher.run(predictor, todo[rank::processes], root, finisher.out / f"results.rank{rank}.jsonl", progress,
+                     lambda *a, **k: None)
+    except SegcliError as exc:  # the parent reports it in one line (not as this process's traceback)
+        errors.put(str(exc))
+        raise SystemExit(2) from None
 
 
 class ImageFinisher:

@@ -4,7 +4,11 @@ A generator (memory stays flat on big folders): images are listed, decoded by Da
 (cv2: EXIF orientation applied, grey, 16-bit and RGBA made 8-bit RGB; unreadable or truncated
 files are reported and skipped, never modified), resized to the model's scale before the model
 so huge images cost what small ones do, and run in batches with the score threshold and detection
-cap inside the model. Masks are scaled back to each image's own size when encoded. With
+cap inside the model. An image is refused before decoding when its header (or its file size) is
+over the pixel limit, and thin ones (1xN) keep at least one pixel per side at the model's scale;
+anything else that fails for one image skips that image, while a decoding worker that dies or a
+model that fails ends the run with a SegcliError (and the workers are always shut down, so the
+process exits). Masks are scaled back to each image's own size when encoded. With
 ``tile``, an instance model instead sees overlapping tiles of the full-resolution image (for
 small objects in huge images); a detection cut by an inner tile edge is dropped where a whole
 one of its class from a neighbouring tile covers it, and duplicates from overlaps are merged by NMS.
@@ -20,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import batched_nms
 
@@ -27,12 +32,14 @@ from segcli.engine.interrupt import ignore_signals
 from segcli.engine.postprocess import semantic_prediction
 from segcli.errors import SegcliError
 from segcli.formats import geometry
-from segcli.formats.images import IMAGE_SUFFIXES, files_inside
+from segcli.formats.images import IMAGE_SUFFIXES, files_inside, max_image_pixels, pixel_limit_problem, read_image_size
 from segcli.models.checkpoint import load_checkpoint
 from segcli.models.device import inference_context, select_device
 from segcli.models.instance import configure_inference
 
 PREDICT_SUFFIXES = IMAGE_SUFFIXES - {".gif"}
+MAX_BYTES_PER_PIXEL = 8  # 16-bit RGBA, uncompressed: no image within the pixel limit is a bigger file
+FILE_SLACK_BYTES = 64 * 2**20  # headers, metadata, thumbnails
 
 
 @dataclass
@@ -90,6 +97,54 @@ def decode_image(path: Path) -> np.ndarray | None:
     return None if pixels is None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
+def undecodable_reason(path: Path) -> str | None:
+    """Why ``path`` is not decoded at all, from its file size and header only, or None.
+
+    A 400-megapixel PNG can be a 50 KB file that decodes to gigabytes, and a sparse 40 GB file
+    named .jpg made np.fromfile run out of memory: both are refused here, before a byte of
+    pixels is read. A header Pillow cannot read is left to OpenCV."""
+    size = path.stat().st_size
+    if size > max_image_pixels() * MAX_BYTES_PER_PIXEL + FILE_SLACK_BYTES:
+        return (f"file of {size / 2**30:.1f} GB is larger than any image within the "
+                f"{max_image_pixels() / 1e6:g} megapixel limit (raise it with SEGCLI_MAX_MEGAPIXELS)")
+    try:
+        read_image_size(path)
+    except ValueError as exc:  # over the limit, or a 0-pixel side
+        return str(exc)
+    except Image.DecompressionBombError:  # Pillow's own check (synced to the limit) came first
+        with _header_only(path) as image:
+            return pixel_limit_problem(*image.size) or "image is over the pixel limit"
+    except (OSError, UnidentifiedImageError, SyntaxError):
+        return None
+    return None
+
+
+def _header_only(path: Path):
+    """The image opened without Pillow's decompression-bomb check, to read its size for the
+    message (the check is a global switch; no other thread of predict opens images with Pillow)."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def model_scale_size(width: int, height: int, longest_side: int | None) -> tuple[int, int] | None:
+    """(width, height) to resize an image to so its longest side is at most ``longest_side``
+    (None: no resize needed), never below one pixel a side: a 1x2000 image at 0.25 kept a
+    0-pixel side and made cv2.resize assert."""
+    scale = longest_side / max(height, width) if longest_side else 1.0
+    if scale >= 1:
+        return None
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (DataLoader's messages hold a traceback)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 class FolderImages(Dataset):
     """Decoded, model-scale images: (uint8 tensor [3, h, w], index, original (H, W)) or an error.
 
@@ -103,17 +158,31 @@ class FolderImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
+        # whatever goes wrong with one image skips that image: an exception escaping a worker
+        # would end the whole run
         try:
-            pixels = decode_image(self.paths[index])
+            return self._load(index)
+        except MemoryError:
+            return None, index, "not enough memory to decode it"
         except OSError as exc:
-            return None, index, f"cannot read: {exc}"
+            return None, index, f"cannot read: {exc.strerror or exc}"
+        except Exception as exc:
+            return None, index, f"cannot decode: {first_line(exc)}"
+
+    def _load(self, index: int):
+        path = self.paths[index]
+        if (reason := undecodable_reason(path)) is not None:
+            return None, index, reason
+        pixels = decode_image(path)
         if pixels is None:
             return None, index, "not a readable image (corrupt, truncated or unsupported)"
         height, width = pixels.shape[:2]
-        scale = self.longest_side / max(height, width) if self.longest_side else 1.0
-        if scale < 1:  # bring huge images to the model's scale here, not inside the model
-            pixels = cv2.resize(pixels, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(pixels).permute(2, 0, 1), index, (height, width)
+        if (reason := pixel_limit_problem(width, height)) is not None:  # a header Pillow could not read
+            return None, index, reason
+        if (size := model_scale_size(width, height, self.longest_side)) is not None:
+            # bring huge images to the model's scale here, not inside the model
+            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1), index, (height, width)
 
 
 class Predictor:
@@ -161,22 +230,51 @@ class Predictor:
             self.std = torch.tensor(norm["std"]).view(3, 1, 1)
 
     def predict(self, paths: list[Path], root: Path, batch: int = 4, workers: int = 2) -> Iterator[ImagePrediction | SkippedImage]:
-        """Yield one result per path, in order."""
+        """Yield one result per path, in order.
+
+        Raises:
+            SegcliError: a decoding worker died or the model failed (images skip only for
+                reasons of their own, see ``FolderImages``).
+        """
         loader = DataLoader(FolderImages(paths, self.longest_side), batch_size=batch, num_workers=workers,
                             collate_fn=list, worker_init_fn=ignore_signals if workers else None)
-        with inference_context(self.device):
-            for items in loader:
-                good = [item for item in items if item[0] is not None]
-                for item in items:
-                    if item[0] is None:
-                        yield SkippedImage(relative_name(paths[item[1]], root), item[2])
-                if self.tile:
-                    for tensor, index, size in good:
-                        yield self._tiled_result(paths[index], root, tensor, size)
-                    continue
-                outputs = self._forward([item[0] for item in good]) if good else []
-                for (tensor, index, size), output in zip(good, outputs):
-                    yield self._result(paths[index], root, tensor, size, output)
+        batches = iter(loader)
+        try:
+            with inference_context(self.device):
+                while (items := _next_batch(batches, paths)) is not None:
+                    good = [item for item in items if item[0] is not None]
+                    for item in items:
+                        if item[0] is None:
+                            yield SkippedImage(relative_name(paths[item[1]], root), item[2])
+                    for result in self._predict_batch(good, paths, root):
+                        yield result
+        finally:
+            _shut_down(batches)
+
+    def _predict_batch(self, good: list, paths: list[Path], root: Path) -> Iterator[ImagePrediction]:
+        """Results of a batch of decoded images; a failure of the model is a SegcliError naming them."""
+        def failed(exc: Exception, indices: list[int]) -> SegcliError:
+            names = ", ".join(relative_name(paths[i], root) for i in indices)
+            return SegcliError(f"prediction failed on {names}: {first_line(exc)}")
+
+        if self.tile:
+            for tensor, index, size in good:
+                try:
+                    result = self._tiled_result(paths[index], root, tensor, size)
+                except (Exception, MemoryError) as exc:
+                    raise failed(exc, [index]) from exc
+                yield result
+            return
+        try:
+            outputs = self._forward([item[0] for item in good]) if good else []
+        except (Exception, MemoryError) as exc:
+            raise failed(exc, [item[1] for item in good]) from exc
+        for (tensor, index, size), output in zip(good, outputs):
+            try:
+                result = self._result(paths[index], root, tensor, size, output)
+            except (Exception, MemoryError) as exc:
+                raise failed(exc, [index]) from exc
+            yield result
 
     def _forward(self, images: list[torch.Tensor]) -> list:
         images = [image.float().div_(255) for image in images]
@@ -185,9 +283,11 @@ class Predictor:
         results = []
         for image in images:  # images differ in size; one at a time keeps it simple and exact
             h, w = image.shape[1:]
-            scale = self.input_size / min(h, w)
-            x = F.interpolate(image[None], size=(round(h * scale), round(w * scale)), mode="bilinear",
-                              align_corners=False)
+            # short side to input_size, unless that makes the long side over longest_side: a
+            # 1x300 image would have been seen at 240x72000
+            scale = min(self.input_size / min(h, w), self.longest_side / max(h, w))
+            x = F.interpolate(image[None], size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                              mode="bilinear", align_corners=False)
             x = ((x[0] - self.mean) / self.std)[None].to(self.device)
             results.append(self.model(x)["out"].float().cpu())
         return results
@@ -248,6 +348,29 @@ class Predictor:
         result.labels = np.array([int(labels[k]) for k in keep], dtype=np.int64)
         result.scores = np.array([float(scores[k]) for k in keep], dtype=np.float32)
         return result
+
+
+def _next_batch(batches, paths: list[Path]) -> list | None:
+    """The next batch from a DataLoader iterator (None at the end); a worker that died (killed,
+    a crash in a decoder) is a one-line SegcliError, not a traceback."""
+    try:
+        return next(batches)
+    except StopIteration:
+        return None
+    except SegcliError:
+        raise
+    except (Exception, MemoryError) as exc:
+        raise SegcliError(f"an image decoding worker failed: {first_line(exc)}", paths[0].parent if paths else None) \
+            from exc
+
+
+def _shut_down(batches) -> None:
+    """Stop the DataLoader's workers now. They ignore SIGTERM (``ignore_signals``), and after an
+    error the traceback keeps the iterator alive: left to the garbage collector, the workers were
+    still running at exit, where multiprocessing waits for them forever."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def merge_tile_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, cut: torch.Tensor,
