@@ -157,6 +157,8 @@ class Trainer:
         if self.group.distributed and self.device.type == "cuda":
             self.device = torch.device(f"cuda:{self.group.local_rank}")
         _seed_everything(config.seed + self.group.rank)
+        # a checkpoint to start from is checked whole before the data is read or anything is built
+        init_payload = read_checkpoint(Path(config.init)) if config.init not in INITS and resume is None else None
         self.train_split, self.val_split = resolve_splits(
             _path(config.data), _path(config.train), _path(config.train_images), _path(config.val),
             _path(config.val_images), config.label_attr, config.category)
@@ -168,20 +170,24 @@ class Trainer:
         self.train_data, self.val_data = self._datasets()
         self.model = build_model(config.model, self.model_args,
                                  config.init if config.init in INITS else "scratch").to(self.device)
-        if config.init not in INITS and resume is None:
-            copied, total = transfer_weights(self.model, Path(config.init))
+        if init_payload is not None:
+            copied, total = transfer_weights(self.model, Path(config.init), init_payload)
             self.on_event("message", text=f"--init {config.init}: {copied} of {total} tensors copied, "
                                           f"the rest start from scratch")
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
         self.state = TrainState()
         self.rank_rngs: list[dict] | None = None  # under torchrun: every rank's RNG states (_gather_rng)
+        self.resume_file = Path(run_dir) / "weights" / "last.pt" if resume is not None else None
         if resume is not None:
             self._restore(resume)
-        self.run_dir = run_dir if run_dir is not None else (
-            new_run_dir(_path(config.out), config.name, config.task) if self.group.is_main else None)
         self.train_loader = self._loader(self.train_data, train=True)
         self.val_loader = self._loader(self.val_data, train=False)
+        if resume is not None:
+            self._check_position(self.resume_file)
+        # made last, once every input has been read and checked: a refusal leaves no folder behind
+        self.run_dir = run_dir if run_dir is not None else (
+            new_run_dir(_path(config.out), config.name, config.task) if self.group.is_main else None)
         if self.group.distributed:
             self.model = DistributedDataParallel(self.model)
 
@@ -204,11 +210,10 @@ class Trainer:
         if task is not None and task != saved["task"]:
             raise SegcliError(f"this run trained a {saved['task']} model; --task {task} cannot resume it", folder)
         payload = read_checkpoint(last)
+        check_training(payload.get("training"), last)
         if int(os.environ.get("RANK", "0")) == 0:  # what a kill -9 left of atomic writes
             for place in (folder, folder / "weights"):
                 remove_temporaries(place)
-        if "training" not in payload:
-            raise SegcliError("last.pt holds no training state", last)
         previous_epochs = saved["epochs"]
         saved.update({k: v for k, v in {"epochs": epochs, "device": device, "workers": workers}.items()
                       if v is not None})
@@ -257,7 +262,7 @@ class Trainer:
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
         self.model.load_state_dict(state)
         training = payload["training"]
-        self.optimizer.load_state_dict(training["optimizer"])
+        self._restore_optimizer(training["optimizer"])
         self.scaler.load_state_dict(training["scaler"])
         self.state = TrainState(**training["state"])
         rng, ranks = training["rng"], training["rng"].get("ranks")
@@ -265,6 +270,31 @@ class Trainer:
             rng = ranks[self.group.rank]
         torch.set_rng_state(rng["torch"])
         random.setstate((rng["python"][0], tuple(rng["python"][1]), None))
+
+    def _restore_optimizer(self, saved: dict) -> None:
+        """Load the optimizer state of last.pt; SegcliError when it is not this model's (other
+        parameter groups, buffers of other shapes, NaN momentum), before a step goes wrong."""
+        last = self.resume_file
+        try:
+            self.optimizer.load_state_dict(saved)
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise SegcliError(f"training: optimizer state does not fit the model ({exc})", last) from None
+        for group in self.optimizer.param_groups:
+            for parameter in group["params"]:
+                for key, value in self.optimizer.state.get(parameter, {}).items():
+                    if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                        continue
+                    if value.shape != parameter.shape:
+                        raise SegcliError(f"training: optimizer {key} of shape {list(value.shape)} for a "
+                                          f"parameter of shape {list(parameter.shape)}", last)
+                    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                        raise SegcliError(f"training: optimizer {key} holds NaN or infinite values", last)
+
+    def _check_position(self, last: Path) -> None:
+        """The saved position must lie inside this run: epoch 0..epochs done, step 0..steps."""
+        state, steps = self.state, len(self.train_loader)
+        if state.step > steps:
+            raise SegcliError(f"training: state step {state.step} but an epoch has {steps} steps", last)
 
     def _note_extension(self, previous: int) -> None:
         total = self.config.epochs * len(self.train_loader)
@@ -540,6 +570,68 @@ class Trainer:
             write_json_atomic(self.run_dir / "summary.json", summary, overwrite=True, indent=1)
             self.on_event("end", **summary)
         return summary
+
+
+def check_training(training, last: Path) -> None:
+    """SegcliError naming the first thing wrong in last.pt's training state (what ``--resume``
+    restores besides the weights), before anything is built: its keys and types, the position
+    (epoch, step, iteration, best epoch, one metrics row per epoch done) and the RNG states (tried
+    on throw-away generators, so nothing global changes)."""
+    if not isinstance(training, dict):
+        raise SegcliError("last.pt holds no training state" if training is None else
+                          f"training: expected a dict, got {type(training).__name__}", last)
+    for key in ("optimizer", "scaler", "state", "rng"):
+        if not isinstance(training.get(key), dict):
+            raise SegcliError(f"training: {key!r} is {'missing' if key not in training else 'not a dict'}", last)
+    optimizer = training["optimizer"]
+    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list) \
+            or not optimizer["param_groups"]:
+        raise SegcliError("training: the optimizer state is empty or not a torch optimizer's", last)
+    _check_train_state(training["state"], last)
+    rng = training["rng"]
+    for index, states in enumerate([rng, *(rng.get("ranks") or [])]):
+        problem = _rng_problem(states)
+        if problem:
+            raise SegcliError(f"training: rng{'' if index == 0 else f' of rank {index - 1}'}: {problem}", last)
+
+
+def _check_train_state(state: dict, last: Path) -> None:
+    known = {f.name for f in fields(TrainState)}
+    unknown = sorted(set(state) - known, key=str)
+    if unknown:
+        raise SegcliError(f"training: state key {unknown[0]!r} is not one segcli saves", last)
+    values = {**asdict(TrainState()), **state}
+    for key in ("epoch", "iteration", "stale_epochs", "step"):
+        value = values[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SegcliError(f"training: state {key} is {value!r}: expected an integer >= 0", last)
+    if not isinstance(values["rows"], list) or not all(isinstance(row, dict) for row in values["rows"]):
+        raise SegcliError("training: state rows is not a list of metric rows", last)
+    if len(values["rows"]) != values["epoch"]:
+        raise SegcliError(f"training: state epoch {values['epoch']} but {len(values['rows'])} epochs of "
+                          "metrics were recorded", last)
+    best_epoch = values["best_epoch"]
+    if not isinstance(best_epoch, int) or isinstance(best_epoch, bool) or not -1 <= best_epoch <= values["epoch"]:
+        raise SegcliError(f"training: state best_epoch is {best_epoch!r}: expected -1..{values['epoch']}", last)
+    best = values["best"]
+    if not isinstance(best, (int, float)) or isinstance(best, bool) or not math.isfinite(best):
+        raise SegcliError(f"training: state best is {best!r}: expected a finite number", last)
+    if not isinstance(values["partial"], dict):
+        raise SegcliError("training: state partial is not a dict", last)
+
+
+def _rng_problem(states: dict) -> str | None:
+    """Why ``states`` (as ``_rng_state`` makes them) cannot be restored, or None."""
+    if not isinstance(states, dict) or not isinstance(states.get("torch"), torch.Tensor) \
+            or not isinstance(states.get("python"), list) or len(states["python"]) != 2:
+        return "expected torch and python states"
+    try:
+        torch.Generator().set_state(states["torch"])
+        version, internal = states["python"]
+        random.Random().setstate((version, tuple(internal), None))
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        return f"not a random generator state ({str(exc).splitlines()[0][:100]})"
+    return None
 
 
 def _train_scales(size: int) -> list[int]:

@@ -17,8 +17,10 @@ A checkpoint is a dict saved with ``torch.save`` and loaded with ``torch.load(we
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from torch import nn
 from segcli import __version__
 from segcli.errors import SegcliError
 from segcli.fileio import atomic_path
-from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES, build_model, task_of
+from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES, build_model, model_args, task_of
 
 FORMAT = "segcli-checkpoint"
 FORMAT_VERSION = 1
@@ -70,7 +72,12 @@ def save_checkpoint(path: Path, model: nn.Module, record: dict[str, Any], fp16: 
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load and check a checkpoint file's dict (weights_only); SegcliError on anything wrong."""
+    """Load and check a checkpoint file's dict (weights_only); SegcliError on anything wrong.
+
+    The whole record is checked (types, ranges, categories against the class count) and every
+    tensor against the architecture it claims (names and shapes from a model built on the meta
+    device, which allocates nothing; values finite), so a malformed file is one line here and
+    never a traceback, a 90 GB allocation or silent NaN predictions later."""
     path = Path(path)
     if not path.is_file():
         raise SegcliError("checkpoint not found", path)
@@ -92,10 +99,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if payload.get("format_version") != FORMAT_VERSION:
         raise SegcliError(f"checkpoint format version {payload.get('format_version')} is not supported "
                           f"(this segcli reads {FORMAT_VERSION})", path)
-    record = payload.get("record")
-    name = record.get("model", {}).get("name") if isinstance(record, dict) else None
-    if name not in MODEL_NAMES:
-        raise SegcliError(f"checkpoint is for an unknown architecture {name!r}", path)
+    check_record(payload.get("record"), path)
+    check_state_dict(payload.get("state_dict"), payload["record"], path)
     return payload
 
 
@@ -113,15 +118,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu",
                           f"a {expect_task} model is needed here", path)
     model = build_model(record["model"]["name"], record["model"]["args"], init="scratch")
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise SegcliError(f"weights do not fit {record['model']['name']}: {len(result.missing_keys)} missing, "
-                          f"{len(result.unexpected_keys)} unexpected tensors "
-                          f"(e.g. {(result.missing_keys + result.unexpected_keys)[0]})", path)
+    model.load_state_dict(state)  # names and shapes were checked by read_checkpoint
     return model.to(device).eval(), record
 
 
-def transfer_weights(model: nn.Module, path: Path) -> tuple[int, int]:
+def transfer_weights(model: nn.Module, path: Path, payload: dict[str, Any] | None = None) -> tuple[int, int]:
     """Initialise ``model`` from a segcli checkpoint of any architecture: every tensor whose name
     and shape fit is copied, the rest keep their initialisation (``--init PATH``).
 
@@ -130,10 +131,13 @@ def transfer_weights(model: nn.Module, path: Path) -> tuple[int, int]:
     Mask R-CNN's trained ResNet can start a PSPNet; a model of the same architecture with other
     classes gets everything but its class layers.
 
+    Args:
+        payload: ``read_checkpoint(path)`` when the caller has it already.
+
     Returns:
         (tensors copied, tensors in ``model``). SegcliError when nothing fits.
     """
-    source = read_checkpoint(path)["state_dict"]
+    source = (payload or read_checkpoint(path))["state_dict"]
     target = model.state_dict()
     copied: dict[str, torch.Tensor] = {}
     for key, value in source.items():
@@ -145,3 +149,153 @@ def transfer_weights(model: nn.Module, path: Path) -> tuple[int, int]:
         raise SegcliError("no weights of this checkpoint fit the model being trained (different backbone?)", path)
     model.load_state_dict(copied, strict=False)
     return len(copied), len(target)
+
+
+# checking a record and its tensors ------------------------------------------------------------
+
+SIZE_RANGE = (32, 8192)  # the short/long sides a model may resize to (as --imgsz)
+MAX_CLASSES = 65_536  # classes including background: what a 16-bit label map can hold
+RECORD_KEYS = {"task": str, "model": dict, "categories": list, "thresholds": dict}
+OPTIONAL_RECORD_KEYS = {"input_size": (list, int, type(None)), "normalization": dict, "train": dict,
+                        "metrics": dict, "segcli_version": str, "fp16": bool}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], str | None]:
+    return lambda v: None if _is_int(v) and low <= v <= high else f"an integer from {low} to {high}"
+
+
+def _one_of(*choices: Any) -> Callable[[Any], str | None]:
+    return lambda v: None if any(v == c and type(v) is type(c) for c in choices) else \
+        "one of " + ", ".join(map(repr, choices))
+
+
+def _fraction(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value <= 1 else "a number from 0 to 1"
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda v: None if v is None else (None if check(v) is None else f"null or {check(v)}")
+
+
+def _int_list(low: int, high: int, nested: bool = False) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        items = [x for item in value for x in (item if nested and isinstance(item, list) else [item])] \
+            if isinstance(value, list) else None
+        if items and len(items) <= 64 and all(_is_int(x) and low <= x <= high for x in items):
+            return None
+        return f"a non-empty list of at most 64 integers from {low} to {high}"
+    return check
+
+
+# every model argument a checkpoint may hold, with what it may be (a value outside these ranges
+# would build a huge or broken model: min_size 100000 is a 90 GB input, num_classes 1e9 a 1 TB layer)
+ARG_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "num_classes": _int_in(2, MAX_CLASSES),
+    "min_size": _int_in(*SIZE_RANGE), "max_size": _int_in(*SIZE_RANGE), "input_size": _int_in(*SIZE_RANGE),
+    "anchor_sizes": _optional(_int_list(1, SIZE_RANGE[1], nested=True)),
+    "rpn_post_nms_top_n_test": _int_in(1, 100_000), "detections_per_img": _int_in(1, 10_000),
+    "score_thresh": _fraction, "light_heads": _one_of(True, False), "fpn_layers": _one_of(3, 4),
+    "aux": _one_of(True, False), "output_stride": _one_of(8, 16, 32), "bins": _int_list(1, 64),
+    "ppm_channels": _optional(_int_in(1, 4096)), "backbone_layers": _one_of(3, 4),
+}
+# read with a default by the builders, so a checkpoint of an older segcli may lack them
+OPTIONAL_ARGS = {"fpn_layers", "backbone_layers"}
+
+
+def check_record(record: Any, path: Path) -> None:
+    """SegcliError naming the first thing wrong in a checkpoint's record (see ``read_checkpoint``)."""
+    if not isinstance(record, dict):
+        raise SegcliError(f"record: expected a dict, got {type(record).__name__}", path)
+    for key, kind in {**RECORD_KEYS, **OPTIONAL_RECORD_KEYS}.items():
+        if key in RECORD_KEYS and key not in record:
+            raise SegcliError(f"record: {key!r} is missing", path)
+        if key in record and not isinstance(record[key], kind):
+            raise SegcliError(f"record: {key!r} is a {type(record[key]).__name__}", path)
+    name = record["model"].get("name")
+    if name not in MODEL_NAMES:
+        raise SegcliError(f"checkpoint is for an unknown architecture {name!r}", path)
+    if record["task"] != task_of(name):
+        raise SegcliError(f"record: task {record['task']!r}, but {name} is a model for the {task_of(name)} task", path)
+    num_classes = _check_args(name, record["model"].get("args"), path)
+    _check_categories(record["categories"], num_classes, path)
+    for key in ("score", "mask"):
+        if key in record["thresholds"] and _fraction(record["thresholds"][key]) is not None:
+            raise SegcliError(f"record: thresholds {key!r} is {record['thresholds'][key]!r}: expected "
+                              "a number from 0 to 1", path)
+    if "normalization" in record:
+        norm = record["normalization"]
+        for key in ("mean", "std"):
+            values = norm.get(key)
+            if not (isinstance(values, list) and len(values) == 3 and all(_is_number(v) for v in values)
+                    and (key == "mean" or all(v > 0 for v in values))):
+                raise SegcliError(f"record: normalization {key!r} is {values!r}: expected 3 finite numbers"
+                                  + (" above 0" if key == "std" else ""), path)
+
+
+def _check_args(name: str, args: Any, path: Path) -> int:
+    """Check a record's model arguments against the architecture's own; returns num_classes."""
+    if not isinstance(args, dict):
+        raise SegcliError(f"record: model 'args' of {name} is a {type(args).__name__}, not a dict", path)
+    expected = set(model_args(name, 2))
+    unknown = sorted(set(args) - expected, key=str)
+    missing = sorted(expected - set(args) - OPTIONAL_ARGS)
+    if unknown:
+        raise SegcliError(f"record: model argument {unknown[0]!r} is not one of {name}'s", path)
+    if missing:
+        raise SegcliError(f"record: model argument {missing[0]!r} of {name} is missing", path)
+    for key, value in args.items():
+        problem = ARG_CHECKS[key](value) if key in ARG_CHECKS else None
+        if problem is not None:
+            raise SegcliError(f"record: model argument {key} is {value!r}: expected {problem}", path)
+    return args["num_classes"]
+
+
+def _check_categories(categories: list, num_classes: int, path: Path) -> None:
+    """One category per class of the class layer (background aside), with unique ids and names."""
+    if len(categories) != num_classes - 1:
+        raise SegcliError(f"record: {len(categories)} categories for a model of {num_classes - 1} classes "
+                          "(the class names must match the class layer)", path)
+    for index, category in enumerate(categories):
+        if not (isinstance(category, dict) and _is_int(category.get("id"))
+                and isinstance(category.get("name"), str) and category["name"].strip()):
+            raise SegcliError(f"record: categories item {index} is {category!r}: expected "
+                              "{'id': integer, 'name': non-empty text}", path)
+    for key in ("id", "name"):
+        values = [c[key] for c in categories]
+        if len(set(values)) != len(values):
+            repeated = next(v for v in values if values.count(v) > 1)
+            raise SegcliError(f"record: categories: {key} {repeated!r} appears twice", path)
+
+
+def check_state_dict(state: Any, record: dict[str, Any], path: Path) -> None:
+    """Every tensor the architecture has, of its shape, finite; nothing else (the first bad key is
+    named). The model is built on the meta device: no memory, no weights initialised."""
+    if not isinstance(state, dict):
+        raise SegcliError(f"state_dict: expected a dict of tensors, got {type(state).__name__}", path)
+    name = record["model"]["name"]
+    with torch.device("meta"):
+        expected = build_model(name, record["model"]["args"], init="scratch").state_dict()
+    for key, value in state.items():
+        if key not in expected:
+            raise SegcliError(f"state_dict: {key!r} is not a tensor of {name}", path)
+        if not isinstance(value, torch.Tensor):
+            raise SegcliError(f"state_dict: {key} is a {type(value).__name__}, not a tensor", path)
+        if value.shape != expected[key].shape:
+            raise SegcliError(f"state_dict: {key} has shape {list(value.shape)}, {name} with this record "
+                              f"needs {list(expected[key].shape)}", path)
+        if value.is_floating_point() != expected[key].is_floating_point():
+            raise SegcliError(f"state_dict: {key} is {value.dtype}, {name} needs {expected[key].dtype}", path)
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SegcliError(f"state_dict: {key} holds NaN or infinite values (a diverged or damaged "
+                              "model would give no detections)", path)
+    missing = [key for key in expected if key not in state]
+    if missing:
+        raise SegcliError(f"weights do not fit {name}: {len(missing)} tensors missing (e.g. {missing[0]})", path)
