@@ -12,7 +12,35 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segcli.cli.common import CategoryOption, LabelAttrOption, Task, console, user_errors
+from segcli.cli.common import CategoryOption, LabelAttrOption, Task, check_option, console, user_errors
+from segcli.errors import SegcliError
+
+# ranges of the numeric options (README "Limits"): checked before any data is read or folder made;
+# an image side of 100000 would ask for 160 GB, a batch of 0 or an epoch count of -1 has no meaning
+OPTION_RANGES = {"--epochs": (1, 100_000), "--batch": (1, 1024), "--imgsz": (32, 8192), "--workers": (0, 64),
+                 "--patience": (0, 100_000), "--val-every": (1, 100_000), "--lr": (1e-12, 10.0),
+                 "--seed": (0, 2**32 - 1)}
+MAX_NAME_LENGTH = 200
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name is one path component: a name with '/', '\\' or '..' would put the run folder
+    outside --out (``--name ../../x``); control characters and very long names are refused too."""
+    if name is None:
+        return
+    problem = ("is empty" if not name.strip() else
+               "is '.' or '..'" if name in (".", "..") else
+               "holds a path separator" if "/" in name or "\\" in name else
+               "holds a control character" if any(ord(c) < 32 or ord(c) == 127 for c in name) else
+               f"is longer than {MAX_NAME_LENGTH} characters" if len(name) > MAX_NAME_LENGTH else None)
+    if problem:
+        raise SegcliError(f"--name {name[:40]!r}: {problem}; a run name is a single folder name under --out")
+
+
+def check_options(values: dict[str, float | None]) -> None:
+    """One-line errors for numeric options out of ``OPTION_RANGES``."""
+    for option, value in values.items():
+        check_option(option, value, *OPTION_RANGES[option])
 
 
 class Optimizer(str, Enum):
@@ -127,6 +155,10 @@ def train(
     """
     from segcli.engine.trainer import TrainConfig, Trainer
 
+    with user_errors():
+        check_options({"--epochs": epochs, "--batch": batch, "--imgsz": imgsz, "--workers": workers,
+                       "--patience": patience, "--val-every": val_every, "--lr": lr, "--seed": seed})
+        check_run_name(name)
     printer = ProgressPrinter()
     with user_errors():
         try:
