@@ -102,7 +102,8 @@ class ProgressPrinter:
         table.add_column("")
         table.add_column("", justify="right")
         table.add_row("epochs", str(epochs_done) + (" (stopped early)" if stopped_early else ""))
-        table.add_row(f"best {metric}", f"{best:.4f} (epoch {best_epoch})")
+        table.add_row(f"best {metric}", f"{best:.4f} (epoch {best_epoch})" if best_epoch >= 1 else
+                      "never scored (best.pt = last epoch)")
         for key, value in last_row.items():
             if key != "epoch" and isinstance(value, float):
                 table.add_row(f"last {key}", f"{value:.4g}")

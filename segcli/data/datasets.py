@@ -10,7 +10,9 @@ cannot be decoded yields ``None`` (the collate function drops it and reports its
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -30,9 +32,32 @@ from segcli.structures import Dataset, ImageRecord
 
 
 
+MAX_ASPECT_RATIO = 32  # a 2000x1 image resized to the model's size has a side of 0 pixels
+
+
+def image_problem(image: ImageRecord) -> tuple[str, str] | None:
+    """("skipped" | "damaged", why) for an image training cannot use as it is, else None: not a
+    regular file (a FIFO would block the reader), an aspect ratio over ``MAX_ASPECT_RATIO``, or a
+    JPEG without its end marker (truncated: libjpeg decodes the rest as grey, and says so only
+    on stderr). Reads at most the file's last 4 KB."""
+    if image.path is None or not stat.S_ISREG(os.stat(image.path).st_mode):
+        return "skipped", "not a regular file"
+    long, short = max(image.width, image.height), min(image.width, image.height)
+    if long > MAX_ASPECT_RATIO * short:
+        return "skipped", f"{image.width}x{image.height} pixels: sides more than {MAX_ASPECT_RATIO}:1"
+    if image.path.suffix.lower() in (".jpg", ".jpeg"):
+        with open(image.path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+            if b"\xff\xd9" not in fh.read():
+                return "damaged", "truncated JPEG (no end marker): trained on the part that decodes"
+    return None
+
+
 def read_rgb(image: ImageRecord) -> np.ndarray | None:
     """H x W x 3 uint8 RGB pixels of an image record, or None when it cannot be decoded or its
-    size is not the one its header gave."""
+    size is not the one its header gave (only regular files are opened)."""
+    if image.path is not None and not os.path.isfile(image.path):
+        return None
     pixels = cv2.imread(str(image.path), cv2.IMREAD_COLOR) if image.path is not None else None
     if pixels is None or pixels.shape[:2] != (image.height, image.width):
         return None
@@ -51,7 +76,14 @@ class SegmentationDataset(TorchDataset):
     """
 
     def __init__(self, dataset: Dataset, ledger: Ledger, train: bool, classes: dict[str, int] | None = None):
-        self.records = [image for image in dataset.images if image.path is not None]
+        self.problems: list[tuple[str, str, str]] = []  # (file name, skipped | damaged, why)
+        self.records = []
+        for image in (image for image in dataset.images if image.path is not None):
+            problem = image_problem(image)
+            if problem is not None:
+                self.problems.append((image.file_name, *problem))
+            if problem is None or problem[0] == "damaged":
+                self.records.append(image)
         self.objects: list[list[ObjectMask]] = [rasterize_image(image, ledger) for image in self.records]
         self.classes = classes or class_index(dataset)
         self.train = train

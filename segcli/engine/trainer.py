@@ -53,6 +53,7 @@ from segcli.models.registry import DEFAULT_MODELS, build_model, model_args, task
 from segcli.models.semantic import semantic_loss
 
 Event = Callable[..., None]
+MAX_WARNINGS = 20  # data problems named one by one per split; the rest are counted
 BEST_METRIC = {"instance": "segm_AP", "semantic": "mIoU"}
 
 
@@ -168,6 +169,7 @@ class Trainer:
             else {"min_size": config.imgsz}
         self.model_args = model_args(config.model, len(self.categories) + 1, **{**config.model_args, **overrides})
         self.train_data, self.val_data = self._datasets()
+        self._report_data_problems()
         self.model = build_model(config.model, self.model_args,
                                  config.init if config.init in INITS else "scratch").to(self.device)
         if init_payload is not None:
@@ -233,6 +235,25 @@ class Trainer:
         size = self.model_args["input_size"]
         return (SemanticDataset(self.train_split.dataset, self.train_split.ledger, True, size, self.classes),
                 SemanticDataset(self.val_split.dataset, self.val_split.ledger, False, size, self.classes))
+
+    def _report_data_problems(self) -> None:
+        """Name every image left out or damaged (the splits' ledgers: missing, unreadable, e.g. an
+        HTML page called .jpg; the datasets' checks), with a count per split."""
+        for split, data in ((self.train_split, self.train_data), (self.val_split, self.val_data)):
+            named = [(e.image or e.file, e.action, e.reason) for e in split.ledger.entries if e.action != "matched"]
+            named += data.problems
+            for image, action, reason in named[:MAX_WARNINGS]:
+                self.on_event("warning", text=f"{split.name}: {image}: {action}: {reason}")
+            if len(named) > MAX_WARNINGS:
+                self.on_event("warning", text=f"{split.name}: ... and {len(named) - MAX_WARNINGS} more "
+                                              f"(see `segcli stats {split.annotation}`)")
+            left_out = len(split.dataset.images) - len(data)
+            damaged = sum(1 for p in data.problems if p[1] == "damaged")
+            if left_out or damaged:
+                self.on_event("warning", text=f"{split.name}: {left_out} of {len(split.dataset.images)} images "
+                                              f"left out, {damaged} damaged")
+        if not len(self.train_data):
+            raise SegcliError("no usable training image (see the warnings above)", self.train_split.annotation)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -361,7 +382,19 @@ class Trainer:
             distributed.destroy(self.group)
         if interrupted:  # out of the except block: the loaders' iterators are gone, their workers shut down
             self._interrupted(interrupted)
+        if self.group.is_main and self.state.best_epoch < 1 and self.state.rows:
+            self._save_last_as_best()
         return self._summary(stopped_early=stop)
+
+    def _save_last_as_best(self) -> None:
+        """No validation ever scored (e.g. a validation split without objects): best.pt is the
+        last epoch's weights, so the summary never points at a file that does not exist."""
+        metric = BEST_METRIC[self.config.task]
+        with saving():
+            save_checkpoint(self.run_dir / "weights" / "best.pt", self.bare_model, self._record(),
+                            fp16=self.config.fp16_weights)
+        self.on_event("message", text=f"no validation {metric} was ever scored (does the validation split hold "
+                                      f"objects?): weights/best.pt holds the last epoch's weights")
 
     def _gather_rng(self) -> None:
         """Under torchrun, every rank's RNG states for rank 0 to save (dropout differs by rank, so
