@@ -96,7 +96,8 @@ class SegmentationDataset(TorchDataset):
         if not self.train:
             return self.transform(*inputs)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+            # modulo 2^63: torch takes 64-bit seeds (unchanged below it, so runs stay as they were)
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**63)
             return self.transform(*inputs)
 
     def __len__(self) -> int:

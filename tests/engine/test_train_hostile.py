@@ -136,3 +136,10 @@ def test_a_fifo_named_like_a_training_image_does_not_hang(tmp_path):
         pytest.fail("segcli train blocked on a FIFO")
     assert finished.returncode == 0, finished.stderr
     assert "pipe.png" in finished.stdout + finished.stderr
+
+
+def test_the_largest_seed_trains(tmp_path):
+    """--seed 2^32-1 is in range: the per-image augmentation seed must not overflow torch's."""
+    data = tiny_data(tmp_path / "data")
+    result = run("train", data, "--out", tmp_path / "runs", *TINY, "--seed", 2**32 - 1)
+    assert result.exit_code == 0, (result.output, result.exception)
