@@ -40,16 +40,19 @@ def image_problem(image: ImageRecord) -> tuple[str, str] | None:
     regular file (a FIFO would block the reader), an aspect ratio over ``MAX_ASPECT_RATIO``, or a
     JPEG without its end marker (truncated: libjpeg decodes the rest as grey, and says so only
     on stderr). Reads at most the file's last 4 KB."""
-    if image.path is None or not stat.S_ISREG(os.stat(image.path).st_mode):
-        return "skipped", "not a regular file"
-    long, short = max(image.width, image.height), min(image.width, image.height)
-    if long > MAX_ASPECT_RATIO * short:
-        return "skipped", f"{image.width}x{image.height} pixels: sides more than {MAX_ASPECT_RATIO}:1"
-    if image.path.suffix.lower() in (".jpg", ".jpeg"):
-        with open(image.path, "rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
-            if b"\xff\xd9" not in fh.read():
-                return "damaged", "truncated JPEG (no end marker): trained on the part that decodes"
+    try:
+        if image.path is None or not stat.S_ISREG(os.stat(image.path).st_mode):
+            return "skipped", "not a regular file"
+        long, short = max(image.width, image.height), min(image.width, image.height)
+        if long > MAX_ASPECT_RATIO * short:
+            return "skipped", f"{image.width}x{image.height} pixels: sides more than {MAX_ASPECT_RATIO}:1"
+        if image.path.suffix.lower() in (".jpg", ".jpeg"):
+            with open(image.path, "rb") as fh:
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+                if b"\xff\xd9" not in fh.read():
+                    return "damaged", "truncated JPEG (no end marker): trained on the part that decodes"
+    except OSError as exc:  # gone or unreadable since its header was read
+        return "skipped", f"cannot be read: {exc.strerror}"
     return None
 
 
