@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from segcli.cli.common import LabelAttrOption, Task, check_option, console, err_console, user_errors
+from segcli.models.defaults import IMAGE_SIZE_RANGE
 
 # option ranges, checked before any work: a value outside them is a typo or would exhaust the
 # machine (--imgsz 100000 asks for a 160 GB tensor); label maps are 8- or 16-bit PNGs
-IMGSZ_RANGE = (32, 4096)
 BATCH_RANGE = (1, 256)
 WORKERS_RANGE = (0, 64)
 IGNORE_INDEX_RANGE = (0, 65535)
@@ -42,7 +42,7 @@ def evaluate(
     worst: Annotated[int, typer.Option("--worst", help="Instance: list this many images with the most errors.")] = 10,
     label_attr: LabelAttrOption = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees, 32-4096 (default: the checkpoint's).")] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees, 32-8192 (default: the checkpoint's).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Images per forward pass (1-256).")] = 4,
     workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0-64).")] = 2,
 ) -> None:
@@ -91,7 +91,7 @@ def check_options(conf: float, ignore_index: int, worst: int, imgsz: int | None,
     check_option("--conf", conf, 0, 1)
     check_option("--ignore-index", ignore_index, *IGNORE_INDEX_RANGE)
     check_option("--worst", worst, 0)
-    check_option("--imgsz", imgsz, *IMGSZ_RANGE)
+    check_option("--imgsz", imgsz, *IMAGE_SIZE_RANGE)
     check_option("--batch", batch, *BATCH_RANGE)
     check_option("--workers", workers, *WORKERS_RANGE)
 

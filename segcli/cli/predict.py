@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from segcli.cli.common import Task, check_option, console, user_errors
+from segcli.models.defaults import IMAGE_SIZE_RANGE
 
 app = typer.Typer(help="Label images with a trained model: overlays, COCO JSON and a VIA project.",
                   no_args_is_help=True)
@@ -43,8 +44,7 @@ def _options(weights, task, out, conf, iou, max_det, batch, workers, device, img
                           polygons=polygons, resume=resume, tile=tile, procs=procs)
 
 
-IMGSZ_RANGE = (32, 8192)  # below, nothing is left to see; above, 160 GB were asked for at 100000
-TILE_RANGE = (64, 8192)
+TILE_RANGE = (64, IMAGE_SIZE_RANGE[1])
 
 
 def _check_options(conf: float, iou: float | None = None, max_det: int = 1, batch: int = 1, workers: int = 0,
@@ -55,7 +55,7 @@ def _check_options(conf: float, iou: float | None = None, max_det: int = 1, batc
     check_option("--max-det", max_det, 1)
     check_option("--batch", batch, 1)
     check_option("--workers", workers, 0)
-    check_option("--imgsz", imgsz, *IMGSZ_RANGE)
+    check_option("--imgsz", imgsz, *IMAGE_SIZE_RANGE)
     check_option("--alpha", alpha, 0, 1)
     check_option("--tile", tile, *TILE_RANGE)
     check_option("--procs", procs, 0)

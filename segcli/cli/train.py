@@ -14,10 +14,11 @@ from rich.table import Table
 
 from segcli.cli.common import CategoryOption, LabelAttrOption, Task, check_option, console, user_errors
 from segcli.errors import SegcliError
+from segcli.models.defaults import IMAGE_SIZE_RANGE
 
 # ranges of the numeric options (README "Limits"): checked before any data is read or folder made;
 # an image side of 100000 would ask for 160 GB, a batch of 0 or an epoch count of -1 has no meaning
-OPTION_RANGES = {"--epochs": (1, 100_000), "--batch": (1, 1024), "--imgsz": (32, 8192), "--workers": (0, 64),
+OPTION_RANGES = {"--epochs": (1, 100_000), "--batch": (1, 1024), "--imgsz": IMAGE_SIZE_RANGE, "--workers": (0, 64),
                  "--patience": (0, 100_000), "--val-every": (1, 100_000), "--lr": (1e-12, 10.0),
                  "--seed": (0, 2**32 - 1)}
 MAX_NAME_LENGTH = 200

@@ -30,6 +30,7 @@ from torch import nn
 from segcli import __version__
 from segcli.errors import SegcliError
 from segcli.fileio import atomic_path
+from segcli.models.defaults import IMAGE_SIZE_RANGE
 from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES, build_model, model_args, task_of
 
 FORMAT = "segcli-checkpoint"
@@ -153,7 +154,7 @@ def transfer_weights(model: nn.Module, path: Path, payload: dict[str, Any] | Non
 
 # checking a record and its tensors ------------------------------------------------------------
 
-SIZE_RANGE = (32, 8192)  # the short/long sides a model may resize to (as --imgsz)
+SIZE_RANGE = IMAGE_SIZE_RANGE  # the short/long sides a model may resize to (as --imgsz)
 MAX_CLASSES = 65_536  # classes including background: what a 16-bit label map can hold
 RECORD_KEYS = {"task": str, "model": dict, "categories": list, "thresholds": dict}
 OPTIONAL_RECORD_KEYS = {"input_size": (list, int, type(None)), "normalization": dict, "train": dict,

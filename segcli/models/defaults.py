@@ -12,6 +12,10 @@ from pathlib import Path
 
 from segcli.errors import SegcliError
 
+IMAGE_SIZE_RANGE = (32, 8192)
+"""The image sides, in pixels, a model may resize to: ``--imgsz`` of train, predict and eval and a
+checkpoint's min/max size. Below 32 nothing is left to see; --imgsz 100000 asked for 160 GB."""
+
 DEFAULT_WEIGHTS = {"instance": "maskrcnn_resnet18_shapes.pt", "semantic": "pspnet_resnet18_shapes.pt"}
 
 
