@@ -80,8 +80,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     device, which allocates nothing; values finite), so a malformed file is one line here and
     never a traceback, a 90 GB allocation or silent NaN predictions later."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SegcliError("checkpoint not found", path)
+    if not path.is_file():  # is_file follows symlinks and is False for a FIFO, which would block a read
+        raise SegcliError("not a regular file (a folder, FIFO or device), expected a checkpoint", path)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
         raise SegcliError("not a readable checkpoint: not a torch.save archive (corrupt, truncated "
                           "or another kind of file)", path)

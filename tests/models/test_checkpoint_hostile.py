@@ -9,7 +9,10 @@ tiny run) loaded, edited as a dict and saved again with ``torch.save``.
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +217,17 @@ def test_the_unedited_checkpoints_still_work(tmp_path, tiny_run):
     shutil.copytree(finished, folder)
     result = run("train", "--resume", folder, "--epochs", 2, "--workers", 0, "--device", "cpu")
     assert result.exit_code == 0, result.output
+
+
+def test_a_fifo_given_as_weights_is_refused_not_read(tmp_path):
+    """A FIFO would block torch.load forever; it is named as what it is, not 'not found'."""
+    generate_shapes_dataset(tmp_path / "img", 1, seed=3, sizes=((64, 48),))
+    image = next((tmp_path / "img" / "images").iterdir())
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "segcli", "predict", "image", str(image), "-w", str(fifo),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not a regular file" in lines[0] and "weights.pt" in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()
