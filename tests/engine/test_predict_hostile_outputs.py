@@ -153,6 +153,23 @@ def _journalled(out: Path) -> int:
     return len(journal.read_text().splitlines()) if journal.is_file() else 0
 
 
+def _wait_until_stopped(pid: int, deadline: float) -> None:
+    """Until /proc says every thread of ``pid`` is stopped (state T): the writer thread could
+    otherwise still land an overlay after the snapshot."""
+    tasks = Path(f"/proc/{pid}/task")
+    while True:
+        states = []
+        for task in tasks.iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # a thread that ended meanwhile
+                continue
+        if all(state in "Tt" for state in states):
+            return
+        assert time.monotonic() < deadline, states
+        time.sleep(0.01)
+
+
 def test_a_second_run_into_a_folder_in_use_is_refused_at_once(tmp_path):
     """Run A holds the output folder's lock (it is stopped with SIGSTOP once it has finished an
     image, so it cannot end meanwhile); run B into the same folder, even with --resume, is refused
@@ -169,6 +186,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_at_once(tmp_path):
             assert time.monotonic() < deadline, "run A never finished an image"
             time.sleep(0.05)
         os.kill(first.pid, signal.SIGSTOP)
+        _wait_until_stopped(first.pid, deadline)  # kill() returns before every thread has stopped
         before = snapshot(out)
         second = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=HANG_GUARD)
         assert second.returncode == 2, second.stderr
