@@ -38,3 +38,30 @@ def via2_project(images: dict[str, list[dict]], attributes: dict | None = None,
 
 def region(shape: dict, **attrs) -> dict:
     return {"shape_attributes": shape, "region_attributes": attrs}
+
+
+def run(*args):
+    """The segcli CLI in-process (typer's CliRunner), arguments turned into strings."""
+    from typer.testing import CliRunner
+
+    from segcli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_refused(result, *names: str) -> str:
+    """Exit code 2, one ``error:`` line naming ``names``, no traceback; ``result`` from ``run`` or
+    ``subprocess.run(..., capture_output=True, text=True)``. Returns the line."""
+    exit_code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    assert exit_code == 2, (exit_code, result.stdout, result.stderr)
+    assert getattr(result, "exception", None) is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden ones too) with its bytes, to prove nothing was replaced or deleted."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -11,27 +11,28 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
-import struct
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from segcli.cli import app
-from tests.helpers import region, via2_project, write_image, write_json
+from tests.helpers import (
+    assert_refused,
+    region,
+    run,
+    via2_project,
+    write_image,
+    write_json,
+)
 
 WIDTH, HEIGHT = 64, 48
 SQUARE = {"name": "polygon", "all_points_x": [10, 30, 30, 10], "all_points_y": [10, 10, 30, 30]}
 HANG_TIMEOUT = 60  # seconds: a FIFO opened for reading blocks forever; a run that works takes ~3 s
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def run_process(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -41,18 +42,6 @@ def run_process(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
                               text=True, timeout=HANG_TIMEOUT, cwd=cwd)
     except subprocess.TimeoutExpired:
         pytest.fail(f"segcli {' '.join(map(str, args))} still running after {HANG_TIMEOUT} s (blocked on a FIFO?)")
-
-
-def assert_refused(result, *names: str) -> str:
-    """Exit code 2, one ``error:`` line naming ``names``, no traceback."""
-    exit_code = getattr(result, "exit_code", getattr(result, "returncode", None))
-    assert exit_code == 2, (exit_code, result.stdout, result.stderr)
-    assert getattr(result, "exception", None) is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def coco(file_names: list[str], names: list[str] | None = None) -> dict:

@@ -15,18 +15,20 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from segcli.cli import app
-from tests.helpers import region, via2_project, write_image, write_json
+from tests.helpers import (
+    assert_refused,
+    region,
+    run,
+    snapshot,
+    via2_project,
+    write_image,
+    write_json,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 64, 48
 SQUARE = {"name": "polygon", "all_points_x": [10, 30, 30, 10], "all_points_y": [10, 10, 30, 30]}
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def coco(names: list[str]) -> dict:
@@ -36,22 +38,6 @@ def coco(names: list[str]) -> dict:
                              "segmentation": [[2 * k, 2, 2 * k + 4, 2, 2 * k + 4, 6, 2 * k, 6]], "iscrowd": 0}
                             for k in range(1, len(names) + 1)],
             "categories": [{"id": k, "name": name} for k, name in enumerate(names, start=1)]}
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes, to prove nothing was replaced or deleted."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def assert_refused(result, *names: str) -> str:
-    """Exit code 2, one ``error:`` line naming ``names``, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def via_dataset(folder: Path) -> Path:

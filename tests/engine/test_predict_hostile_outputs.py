@@ -19,38 +19,16 @@ from pathlib import Path
 
 import cv2
 import pytest
-from typer.testing import CliRunner
 
-from segcli.cli import app
 from segcli.engine.predict import PredictOptions, predict_folder, predict_images
 from segcli.errors import SegcliError
 from segcli.models.defaults import default_weights
-from tests.helpers import write_image
+from tests.helpers import assert_refused, run, snapshot, write_image
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 64, 48
 FAST = ("--imgsz", 64, "--workers", 0, "--procs", 1, "--device", "cpu")
 HANG_GUARD = 120  # seconds: only so that a broken run cannot hang the suite; nothing is timed
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (hidden ones too) with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def assert_refused(result, *names: str) -> str:
-    """Exit code 2, one ``error:`` line naming ``names``, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def images(folder: Path, *names: str) -> Path:

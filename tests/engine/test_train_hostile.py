@@ -5,24 +5,6 @@ folder is made."""
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
-
-from segcli.cli import app
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_refused(result, *names: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
-
 
 BAD_NAMES = ["../../x", "a/b", "a\\b", "..", ".", "", "a\x00b", "x" * 201, "line\nbreak"]
 
@@ -66,6 +48,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from segcli.data.synthetic import generate_shapes_dataset  # noqa: E402
+from tests.helpers import assert_refused, run
 
 TINY = ("--epochs", 1, "--imgsz", 64, "--batch", 2, "--workers", 0, "--device", "cpu")
 BOX = {"name": "rect", "x": 0, "y": 0, "width": 1500, "height": 1}

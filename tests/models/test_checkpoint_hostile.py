@@ -17,30 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from segcli.cli import app
 from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.trainer import TrainConfig, train
+from tests.helpers import assert_refused, run
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "weights" / "maskrcnn_resnet18_shapes.pt"
 LAST_TENSOR = "roi_heads.mask_predictor.mask_fcn_logits.bias"
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_refused(result, *names: str) -> str:
-    """Exit code 2, one ``error:`` line naming ``names``, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="session")
