@@ -251,7 +251,9 @@ def _write_json(path: Path, data: object, indent: int | None) -> None:
     # json.dumps, not json.dump: only dumps uses the C encoder (about 8x faster on big files)
     text = json.dumps(data, ensure_ascii=False, allow_nan=False, indent=indent,
                       separators=(",", ":") if indent is None else None)
-    with open(path, "w", encoding="utf-8") as fh:
+    # a path that is not UTF-8 (os.fsdecode gives lone surrogates such as '\udcff') is written as
+    # the JSON escape \udcff, which reads back as the same str, instead of failing the write
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())

@@ -61,7 +61,9 @@ def read_rgb(image: ImageRecord) -> np.ndarray | None:
     size is not the one its header gave (only regular files are opened)."""
     if image.path is not None and not os.path.isfile(image.path):
         return None
-    pixels = cv2.imread(str(image.path), cv2.IMREAD_COLOR) if image.path is not None else None
+    # fromfile + imdecode, not imread: OpenCV's path functions crash (SIGSEGV) on a path that is not UTF-8
+    data = np.fromfile(image.path, dtype=np.uint8) if image.path is not None else np.empty(0, np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if pixels is None or pixels.shape[:2] != (image.height, image.width):
         return None
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)

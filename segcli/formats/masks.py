@@ -269,8 +269,12 @@ def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
         label_map = render_label_map(image, rasterize_image(image, ledger), index, dtype)
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(target), label_map):
-            raise OSError(f"could not write {target}")
+        # imencode + a Python write, not imwrite: OpenCV's path functions crash (SIGSEGV) on a
+        # path that is not UTF-8
+        encoded, data = cv2.imencode(".png", label_map)
+        if not encoded:
+            raise OSError(f"could not encode the label map of {target}")
+        target.write_bytes(data.tobytes())
 
 
 NAME_MAX = 255
