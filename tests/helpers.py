@@ -65,3 +65,18 @@ def assert_refused(result, *names: str) -> str:
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (hidden ones too) with its bytes, to prove nothing was replaced or deleted."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def can_mount_tmpfs(tmp_path: Path) -> bool:
+    """True where a private mount namespace with a tmpfs can be made (``unshare -m``), so that
+    tests can run a command on a real small or full disk; False (the test skips) elsewhere."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=4k tmpfs {probe}"],
+                          capture_output=True, timeout=60)
+    return done.returncode == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,25 +19,16 @@ import pytest
 
 from segcli.errors import SegcliError
 from segcli.fileio import read_json
+from tests.helpers import can_mount_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_VAL = REPO / "examples" / "shapes" / "val"
 
 
-def _can_mount(tmp_path: Path) -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=4k tmpfs {probe}"],
-                          capture_output=True, timeout=60)
-    return done.returncode == 0
-
-
 def _run_on_tmpfs(tmp_path: Path, options: str, args: list[str]) -> tuple[int, str, list[str]]:
     """Run ``segcli ARGS`` with a tmpfs (mount ``options``) over tmp_path/disk; returns the exit
     code, stderr and what was left on the tmpfs (relative paths of files)."""
-    if not _can_mount(tmp_path):
+    if not can_mount_tmpfs(tmp_path):
         pytest.skip("cannot mount a tmpfs in a private namespace here (needs root and unshare)")
     disk = tmp_path / "disk"
     disk.mkdir()

@@ -24,6 +24,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segcli.cli import app
+from tests.helpers import can_mount_tmpfs
 
 REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 64, 48
@@ -265,20 +266,10 @@ def test_json_below_a_file_is_refused_before_work(tmp_path, instance_files):
     assert not out.exists()
 
 
-def _can_mount(tmp_path: Path) -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=4k tmpfs {probe}"],
-                          capture_output=True, timeout=60)
-    return done.returncode == 0
-
-
 def test_disk_full_midway_leaves_no_half_filled_out_folder(tmp_path, instance_files):
     """A real full disk (a 40 KB tmpfs in a private mount namespace): the first PR-curve plot
     (about 30 KB) fits, the second does not. The new --out folder must not remain, half filled."""
-    if not _can_mount(tmp_path):
+    if not can_mount_tmpfs(tmp_path):
         pytest.skip("cannot mount a tmpfs in a private namespace here (needs root and unshare)")
     truth, pred = instance_files
     disk = tmp_path / "disk"
