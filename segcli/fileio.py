@@ -38,6 +38,22 @@ def max_json_bytes() -> int:
     return int(megabytes * 1024**2)
 
 
+def not_regular_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (missing, a folder, a FIFO, a device, a name the
+    file system cannot hold), or None for a regular file. Checked with ``os.stat`` before any
+    ``open``: opening a FIFO for reading blocks until a writer comes, that is forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:  # a NUL in the name
+        return "the name holds a NUL character"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+    return f"not a regular file ({kind})"
+
+
 def read_text(path: Path, what: str = "a text file") -> str:
     """An annotation or classes file as text (UTF-8, BOM allowed): missing files, folders, files
     over the size limit and non-UTF-8 bytes raise SegcliError."""
@@ -46,8 +62,8 @@ def read_text(path: Path, what: str = "a text file") -> str:
         raise SegcliError("file not found", path)
     if path.is_dir():
         raise SegcliError(f"is a folder, expected {what}", path)
-    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
-        raise SegcliError(f"not a regular file (a FIFO or a device), expected {what}", path)
+    if (problem := not_regular_problem(path)) is not None:  # a FIFO would block the read forever
+        raise SegcliError(f"{problem}, expected {what}", path)
     limit = max_json_bytes()
     if path.stat().st_size > limit:
         raise SegcliError(f"file is {path.stat().st_size / 1024**2:.0f} MB, larger than the {limit / 1024**2:g} MB "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import stat
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -25,12 +24,11 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segcli.data.targets import class_index, instance_target, semantic_target
+from segcli.fileio import not_regular_problem
 from segcli.formats.rasterize import IGNORE_INDEX, ObjectMask, rasterize_image
 from segcli.ledger import Ledger
 from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from segcli.structures import Dataset, ImageRecord
-
-
 
 MAX_ASPECT_RATIO = 32  # a 2000x1 image resized to the model's size has a side of 0 pixels
 
@@ -41,7 +39,7 @@ def image_problem(image: ImageRecord) -> tuple[str, str] | None:
     JPEG without its end marker (truncated: libjpeg decodes the rest as grey, and says so only
     on stderr). Reads at most the file's last 4 KB."""
     try:
-        if image.path is None or not stat.S_ISREG(os.stat(image.path).st_mode):
+        if image.path is None or not_regular_problem(image.path) is not None:
             return "skipped", "not a regular file"
         long, short = max(image.width, image.height), min(image.width, image.height)
         if long > MAX_ASPECT_RATIO * short:

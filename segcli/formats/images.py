@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from segcli.errors import SegcliError
+from segcli.fileio import not_regular_problem
 from segcli.ledger import Ledger
 from segcli.structures import Dataset, ImageRecord
 
@@ -63,22 +64,6 @@ try:
     _sync_pillow_limit()
 except SegcliError:  # a bad SEGCLI_MAX_MEGAPIXELS is reported where the limit is used
     pass
-
-
-def not_regular_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be read as a file (missing, a folder, a FIFO, a device, a name the
-    file system cannot hold), or None for a regular file. Checked with ``os.stat`` before any
-    ``open``: opening a FIFO for reading blocks until a writer comes, that is forever."""
-    try:
-        mode = os.stat(path).st_mode
-    except ValueError:  # a NUL in the name
-        return "the name holds a NUL character"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if stat.S_ISREG(mode):
-        return None
-    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-    return f"not a regular file ({kind})"
 
 
 def is_regular_file(path: Path) -> bool:
