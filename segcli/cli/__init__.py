@@ -13,6 +13,7 @@ from segcli.cli import convert as convert_cmd
 from segcli.cli import eval as eval_cmd
 from segcli.cli import models as models_cmd
 from segcli.cli import predict as predict_cmd
+from segcli.cli import split as split_cmd
 from segcli.cli import stats as stats_cmd
 from segcli.cli import train as train_cmd
 
@@ -49,6 +50,7 @@ app.command("models")(models_cmd.models)
 app.command("train", no_args_is_help=True)(train_cmd.train)
 app.add_typer(predict_cmd.app, name="predict")
 app.command("eval", no_args_is_help=True)(eval_cmd.evaluate)
+app.command("split", no_args_is_help=True)(split_cmd.split)
 
 
 def main() -> None:

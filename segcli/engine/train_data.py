@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from segcli.engine.split import recorded_images_folder
 from segcli.errors import SegcliError
 from segcli.formats.io import locate_images, read_annotations
 from segcli.ledger import Ledger
@@ -67,8 +68,9 @@ def resolve_splits(data: Path | None, train: Path | None, train_images: Path | N
             raise SegcliError("DATA must be a folder with train/ and val/", data)
         train = train or find_annotation_file(Path(data) / "train")
         val = val or find_annotation_file(Path(data) / "val")
-        train_images = train_images or train.parent
-        val_images = val_images or val.parent
+        recorded = recorded_images_folder(Path(data))  # a `segcli split` output: images stay where they were
+        train_images = train_images or recorded or train.parent
+        val_images = val_images or recorded or val.parent
     if train is None or val is None:
         raise SegcliError("give DATA (a folder with train/ and val/) or both --train and --val")
     train_split = load_split("train", Path(train), train_images, label_attr, category)
