@@ -27,6 +27,11 @@ class Backend(str, Enum):
     faster = "faster"
 
 
+class SegmArea(str, Enum):
+    pycocotools = "pycocotools"
+    mask = "mask"
+
+
 def evaluate(
     data: Annotated[Path | None, typer.Argument(help="Ground truth: a split folder (images + one VIA/COCO file) or an annotation file.")] = None,
     gt: Annotated[Path | None, typer.Option("--gt", help="Ground truth (instead of DATA): annotation file, split folder or label-mask folder.")] = None,
@@ -38,6 +43,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json and plots (default runs/eval/exp, exp2, ...).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics JSON here.")] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="pycocotools, or faster (faster-coco-eval, same figures).")] = Backend.pycocotools,
+    segm_area: Annotated[SegmArea, typer.Option("--segm-area", help="Instance: area that puts a prediction in mask AP's small/medium/large buckets: pycocotools (as loadRes: its box's when predictions have boxes) or mask.")] = SegmArea.pycocotools,
     ignore_index: Annotated[int, typer.Option("--ignore-index", help="Semantic: ground-truth label value not scored (0-65535).")] = 255,
     worst: Annotated[int, typer.Option("--worst", help="Instance: list this many images with the most errors.")] = 10,
     label_attr: LabelAttrOption = None,
@@ -63,7 +69,7 @@ def evaluate(
         err_console.print("[red]error:[/] give DATA or --gt, not both")
         raise typer.Exit(2)
     options = EvalOptions(gt=gt or data, pred=pred, weights=weights, task=task.value, images=images, out=out, json_path=json_path,
-                          conf=conf, backend=backend.value, ignore_index=ignore_index, worst=worst,
+                          conf=conf, backend=backend.value, segm_area=segm_area.value, ignore_index=ignore_index, worst=worst,
                           label_attr=label_attr, device=device, imgsz=imgsz, batch=batch, workers=workers)
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     bar = None

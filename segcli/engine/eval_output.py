@@ -1,6 +1,7 @@
 """The output folder of ``segcli eval``, written all or nothing.
 
-Every file of a run (metrics.json, the plots, the overlays of worst/) is first written into a
+Every file of a run (metrics.json, the plots, the overlays of worst/, and with a model its
+predictions: predictions.json and dataset.json, or the label maps of masks/) is first written into a
 hidden staging folder inside ``--out`` and moved into place only when the whole run has
 succeeded, metrics.json last (its presence means the folder is complete). On any error, Ctrl-C
 included, the staging folder is removed, and so is ``--out`` when this run created it: a failed
@@ -19,7 +20,8 @@ from pathlib import Path
 from segcli.engine.run_dir import create_next_exp_dir
 from segcli.errors import SegcliError
 
-OUTPUT_FILES = ("metrics.json", "pr_curves_segm.png", "pr_curves_bbox.png", "confusion_matrix.png")
+OUTPUT_FILES = ("metrics.json", "pr_curves_segm.png", "pr_curves_bbox.png", "confusion_matrix.png",
+                "predictions.json", "dataset.json")
 WORST = "worst"
 
 

@@ -23,6 +23,7 @@ from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_
                                        join_predictions, load_ground_truth, load_predictions, read_mask_maps)
 from segcli.engine.eval_output import StagedOutput, check_output_paths
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
+from segcli.engine.predict_outputs import coco_results
 from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
 from segcli.errors import SegcliError
 from segcli.formats import geometry
@@ -44,6 +45,7 @@ class EvalOptions:
     json_path: Path | None = None
     conf: float = 0.05
     backend: str = "pycocotools"
+    segm_area: str = "pycocotools"
     ignore_index: int = 255
     worst: int = 10
     label_attr: str | None = None
@@ -109,17 +111,18 @@ def _instance_files(options: EvalOptions) -> dict:
     truth = load_ground_truth(options.gt, options.images, options.label_attr)
     predictions = load_predictions(options.pred)
     results, warnings = join_predictions(truth, predictions)
-    report = instance_report(truth.coco, results, options.backend, options.worst)
+    report = instance_report(truth.coco, results, options.backend, options.worst, segm_area=options.segm_area)
     report["warnings"] = truth.warnings + warnings + report["warnings"]
     report["inputs"] = {"ground_truth": str(truth.annotation), "predictions": str(options.pred)}
     return report
 
 
 def instance_report(ground_truth: dict, results: list[dict], backend: str = "pycocotools", worst: int = 10,
-                    processes: int | None = None) -> dict:
+                    processes: int | None = None, segm_area: str = "pycocotools") -> dict:
     """Box and mask AP, per class, curves data, dense-image AP and the worst images.
 
-    ``processes``: for pycocotools' per-image matching (default: the CPU count, at most 4)."""
+    ``processes``: for pycocotools' per-image matching (default: the CPU count, at most 4).
+    ``segm_area``: the area rule of mask AP's small/medium/large buckets (see ``coco_scores``)."""
     processes = processes or min(4, os.cpu_count() or 1)
     warnings, notes = [], []
     objects = Counter(a["image_id"] for a in ground_truth["annotations"] if not a.get("iscrowd", 0))
@@ -128,7 +131,7 @@ def instance_report(ground_truth: dict, results: list[dict], backend: str = "pyc
         warnings.append(f"{len(results) - len(with_masks)} prediction(s) have a box only: left out of mask AP")
     index = coco_from_dict(ground_truth, backend)  # one index for every call (none changes what the next reads)
     segm = coco_scores(ground_truth, with_masks, "segm", backend, details=True, gt_index=index,
-                       processes=processes) if (
+                       processes=processes, segm_area=segm_area) if (
         with_masks or not results) else None
     bbox = coco_scores(ground_truth, results, "bbox", backend, details=True, gt_index=index, processes=processes)
     report = {"task": "instance", "backend": backend, "images": len(ground_truth["images"]),
@@ -136,6 +139,8 @@ def instance_report(ground_truth: dict, results: list[dict], backend: str = "pyc
               "segm": _public(segm), "bbox": _public(bbox)}
     if segm is None:
         notes.append("predictions have boxes only: mask AP not computed")
+    else:
+        notes.append(_area_note(with_masks, segm_area))
     no_truth = [c["name"] for c in ground_truth["categories"] if c["id"] not in
                 {a["category_id"] for a in ground_truth["annotations"]}]
     if no_truth:
@@ -146,7 +151,7 @@ def instance_report(ground_truth: dict, results: list[dict], backend: str = "pyc
         for name, scores in (("segm", segm), ("bbox", bbox)):
             if scores is not None:
                 again = coco_scores(ground_truth, with_masks if name == "segm" else results, name, backend,
-                                    max_dets=densest, gt_index=index, processes=processes)
+                                    max_dets=densest, gt_index=index, processes=processes, segm_area=segm_area)
                 dense[name] = {k: again[k] for k in ("AP", "AP50", "AP75")}
         report["dense"] = dense
         notes.append(f"an image holds {densest} objects, more than COCO's 100 detections: AP is also given with "
@@ -165,6 +170,17 @@ def instance_report(ground_truth: dict, results: list[dict], backend: str = "pyc
     report["_curves"] = {k: (v["precision"], v["recall_thresholds"]) for k, v in (("segm", segm), ("bbox", bbox))
                          if v is not None and "precision" in v}
     return report
+
+
+def _area_note(results: list[dict], segm_area: str) -> str:
+    """Which area put a prediction in mask AP's small/medium/large buckets (APs, APm, APl)."""
+    if segm_area == "mask":
+        return "mask APs/APm/APl: a prediction's area is its mask's (--segm-area mask; pycocotools' loadRes " \
+               "would take its box's)"
+    if results and results[0].get("bbox"):
+        return "mask APs/APm/APl: a prediction's area is its box's, as pycocotools' loadRes sets it " \
+               "(--segm-area mask: its mask's)"
+    return "mask APs/APm/APl: a prediction's area is its mask's (no boxes), as pycocotools' loadRes sets it"
 
 
 def _public(scores: dict | None) -> dict | None:
@@ -274,7 +290,7 @@ def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[.
     on_event("start", total=len(paths), task=predictor.task)
     if predictor.task == "instance":
         category_ids = _model_category_ids(predictor.categories, truth.coco["categories"], warnings)
-        results, kept = [], {}
+        records, kept = [], {}
         for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
             on_event("progress", done=done)
             if isinstance(item, SkippedImage):
@@ -282,15 +298,15 @@ def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[.
                 continue
             image_id = ids[by_path[item.path].file_name]
             kept[image_id] = item
-            for rle, box, label, score in zip(item.rles, item.boxes_xyxy, item.labels, item.scores):
-                category_id = category_ids.get(int(label))
-                if category_id is None:
-                    continue
-                x1, y1, x2, y2 = (float(v) for v in box)
-                results.append({"image_id": image_id, "category_id": category_id, "score": float(score),
-                                "segmentation": geometry.rle_to_json(rle), "bbox": [x1, y1, x2 - x1, y2 - y1]})
-        report = instance_report(truth.coco, results, options.backend, options.worst)
+            records.append(_truth_keyed_record(item, by_path[item.path].file_name, image_id, predictor.categories,
+                                               category_ids, truth.coco["categories"]))
+        # scored exactly as ``segcli predict`` writes them (detector boxes, scores to 4 decimals),
+        # and kept: RUN/predictions.json scored again gives these figures
+        coco = _predictions_coco(records, truth)
+        results = coco_results(coco)
+        report = instance_report(truth.coco, results, options.backend, options.worst, segm_area=options.segm_area)
         report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, output)
+        report["_predictions"] = {"predictions.json": results, "dataset.json": coco}
     else:
         truth_maps = ground_truth_maps(truth)
         predicted_maps = {}
@@ -306,6 +322,37 @@ def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[.
     report["inputs"] = {"ground_truth": str(truth.annotation), "weights": str(weights), "conf": options.conf}
     on_event("end")
     return report
+
+
+def _truth_keyed_record(item, file_name: str, image_id: int, model_categories: list[dict], category_ids: dict,
+                        truth_categories: list[dict]):
+    """One image's predictions as ``segcli predict`` records them, keyed to the ground truth: its
+    file name and image id, and the ground-truth names of the model's classes (predictions of
+    classes absent from the ground truth left out, as the warning says)."""
+    from segcli.engine.predict import PredictOptions
+    from segcli.engine.predict_outputs import prediction_record
+
+    names = [c["name"] for c in model_categories]
+    truth_names = {c["id"]: c["name"] for c in truth_categories}
+    by_model_name = {names[label - 1]: truth_names[gt_id] for label, gt_id in category_ids.items()}
+    record = prediction_record(item, image_id, names, PredictOptions.review_below)
+    record.file_name, record.path = file_name, None
+    record.annotations = [a for a in record.annotations if a.category in by_model_name]
+    for annotation in record.annotations:
+        annotation.category = by_model_name[annotation.category]
+    return record
+
+
+def _predictions_coco(records: list, truth) -> dict:
+    """dataset.json of the predictions: the ground truth's image ids, file names and categories."""
+    from segcli.engine.predict_outputs import predictions_coco
+    from segcli.ledger import Ledger
+    from segcli.structures import Category, Dataset
+
+    categories = [Category(c["id"], c["name"]) for c in truth.coco["categories"]]
+    dataset = Dataset(images=records, categories=categories, source_path=Path(str(truth.annotation)),
+                      source_format="predictions", label_attr="category")
+    return predictions_coco(dataset, Ledger("predictions"))
 
 
 def _model_category_ids(model_categories: list[dict], truth_categories: list[dict], warnings: list[str]) -> dict:
@@ -363,6 +410,9 @@ def _write_report(report: dict, output: StagedOutput, options: EvalOptions) -> N
         path = staging / "confusion_matrix.png"
         plot_confusion_matrix(np.asarray(report["confusion_matrix"]), report["classes"], path)
         files["confusion_matrix"] = str(output.final(path))
+    for name, data in report.pop("_predictions", {}).items():  # with a model: what it predicted
+        write_json_atomic(staging / name, data, overwrite=True)
+        files[Path(name).stem] = str(output.folder / name)
     report["files"] = files
     clean = _json_safe(report)
     write_json_atomic(staging / "metrics.json", clean, overwrite=True, indent=1)

@@ -1,8 +1,10 @@
 """Scores shared by ``segcli train`` (validation) and ``segcli eval``.
 
 Instance: COCO box and mask AP through pycocotools' COCOeval (ground truth rebuilt for every
-evaluation, since COCOeval rewrites it in place; segm scored without boxes so area buckets use
-mask area). Semantic: a confusion matrix accumulated with ``np.bincount`` (ignore label dropped),
+evaluation, since COCOeval rewrites it in place). A result's area, which puts an unmatched
+detection in the small/medium/large buckets, is by default what pycocotools' ``loadRes`` makes it
+(its box's area when the results carry boxes, else its mask's), so the figures are those of a
+direct pycocotools call; ``segm_area="mask"`` buckets mask AP by mask area instead. Semantic: a confusion matrix accumulated with ``np.bincount`` (ignore label dropped),
 from which mIoU, pixel accuracy, mean class accuracy and frequency-weighted IoU follow; classes
 with no ground truth are NaN and left out of means.
 """
@@ -15,11 +17,13 @@ import io
 import multiprocessing
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segcli.errors import SegcliError
 
+SEGM_AREAS = ("pycocotools", "mask")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
@@ -53,7 +57,8 @@ def _backend(name: str):
 
 
 def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backend: str = "pycocotools",
-                max_dets: int | None = None, details: bool = False, gt_index=None, processes: int = 1) -> dict:
+                max_dets: int | None = None, details: bool = False, gt_index=None, processes: int = 1,
+                segm_area: str = "pycocotools") -> dict:
     """COCOeval statistics and per-class AP.
 
     Args:
@@ -65,6 +70,8 @@ def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backe
         details: also return the precision array (PR curves) and per-image counts.
         gt_index: a ``coco_from_dict(ground_truth)`` to reuse (one index serves several calls).
         processes: pycocotools: share the per-image matching among this many forked processes.
+        segm_area: a result's area for the area buckets of mask AP: "pycocotools" (as ``loadRes``
+            sets it: the box's area when the first result has a box, else the mask's) or "mask".
 
     Returns:
         {"AP": ..., "AP50": ..., ..., "per_class": {name: AP}} (+ "precision", "recall_thresholds",
@@ -73,10 +80,7 @@ def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backe
     gt = gt_index or coco_from_dict(ground_truth, backend)
     if not detections or not gt.getAnnIds():
         return {**{name: 0.0 if gt.getAnnIds() else -1.0 for name in STAT_NAMES}, "per_class": {}}
-    results = [dict(r) for r in detections]  # loadRes adds keys (id, area) to each result in place
-    if iou_type == "segm":
-        for result in results:
-            result.pop("bbox", None)  # loadRes would take box area for the area buckets
+    results = _results_for_load_res(detections, iou_type, segm_area)
     coco_eval = _backend(backend)[1]
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
@@ -110,6 +114,24 @@ def coco_scores(ground_truth: dict, detections: list[dict], iou_type: str, backe
         scores["recall_thresholds"] = np.asarray(evaluator.params.recThrs)
         scores["per_image"] = _per_image_counts(evaluator)
     return scores
+
+
+def _results_for_load_res(detections: list[dict], iou_type: str, segm_area: str) -> list[dict]:
+    """Copies of the results (``loadRes`` adds id and area to each in place) that ``loadRes``
+    reads as the chosen area rule says. pycocotools picks its rule from the first result: when it
+    has a box, every result's area is its box's, and a later result without a box would crash
+    it; such a result gets its mask's box (the bbox ``loadRes`` gives a mask-only result)."""
+    if segm_area not in SEGM_AREAS:
+        raise SegcliError(f"unknown area rule {segm_area!r}; choose {' or '.join(SEGM_AREAS)}")
+    results = [dict(r) for r in detections]
+    if iou_type == "segm" and segm_area == "mask":
+        for result in results:
+            result.pop("bbox", None)  # loadRes then takes the mask's area
+    elif results and results[0].get("bbox"):
+        for result in results:
+            if not result.get("bbox") and "segmentation" in result:
+                result["bbox"] = [float(v) for v in mask_utils.toBbox(result["segmentation"])]
+    return results
 
 
 PARALLEL_MIN_IMAGES = 400

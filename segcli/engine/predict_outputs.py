@@ -4,7 +4,8 @@ Predictions become a ``Dataset`` (one image record per image, one annotation per
 its score), so ``dataset.json`` (COCO), ``predictions.json`` (COCO results for ``loadRes``) and
 ``via_project.json`` (VIA 2, for a person to correct) come from the same writers ``segcli
 convert`` uses. The VIA project lists the least confident images first and marks instances
-below the review threshold with ``needs_review``.
+below the review threshold with ``needs_review``. An instance's COCO ``bbox`` is the detector's
+box (what COCO results mean, and what ``segcli eval`` scores with a model), not its mask's.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ def prediction_record(prediction, image_id: int, names: list[str], review_below:
     record = ImageRecord(file_name=prediction.file_name, id=image_id, width=prediction.width,
                          height=prediction.height, path=prediction.path)
     if prediction.rles is not None:
-        for k, (rle, label, score) in enumerate(zip(prediction.rles, prediction.labels, prediction.scores)):
+        for k, (rle, box, label, score) in enumerate(zip(prediction.rles, prediction.boxes_xyxy, prediction.labels,
+                                                         prediction.scores)):
             if geometry.rle_area_bbox(rle)[0] == 0:
                 continue
             record.annotations.append(Annotation(
-                category=names[int(label) - 1], rle=rle, score=round(float(score), 4), source=f"detection {k}",
-                attributes={"needs_review": "yes" if score < review_below else "no"}))
+                category=names[int(label) - 1], rle=rle, bbox_xywh=detector_box(box), score=round(float(score), 4),
+                source=f"detection {k}", attributes={"needs_review": "yes" if score < review_below else "no"}))
     elif prediction.label_map is not None:
         for value in np.unique(prediction.label_map):
             if value == 0:
@@ -48,6 +50,37 @@ def prediction_record(prediction, image_id: int, names: list[str], review_below:
             rle = geometry.mask_to_rle(prediction.label_map == value)
             record.annotations.append(Annotation(category=names[int(value) - 1], rle=rle, source=f"class {value}"))
     return record
+
+
+def detector_box(box_xyxy) -> list[float]:
+    """COCO ``[x, y, w, h]`` of a detector box ``[x1, y1, x2, y2]`` (float32 from the model)."""
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def predictions_coco(dataset: Dataset, ledger: Ledger) -> dict:
+    """The COCO dict of predictions (``dataset.json``): ``write_coco``'s, with each scored
+    instance's bbox the detector's box rather than its mask's (the writer derives boxes from
+    masks, as a converted annotation needs). Annotations come out in the records' order, one
+    per record annotation (empty masks were left out of the records)."""
+    coco = write_coco(dataset, ledger)
+    boxes = {image.id: [a.bbox_xywh if a.score is not None else None for a in image.annotations]
+             for image in dataset.images}
+    position: Counter = Counter()
+    for annotation in coco["annotations"]:
+        image_id = annotation["image_id"]
+        k, position[image_id] = position[image_id], position[image_id] + 1
+        box = boxes[image_id][k] if k < len(boxes.get(image_id, ())) else None
+        if box is not None:
+            annotation["bbox"] = list(box)
+    return coco
+
+
+def coco_results(coco: dict) -> list[dict]:
+    """COCO results (``predictions.json``, for ``loadRes``) from a predictions COCO dict;
+    semantic results carry no score (COCO's stuff results format)."""
+    return [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score") if k in a}
+            for a in coco["annotations"]]
 
 
 def predictions_dataset(records: list[ImageRecord], categories: list[dict], source: Path) -> Dataset:
@@ -66,7 +99,7 @@ def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats:
     outlines = outlines or {}
     ledger = Ledger("predictions")
     written = {}
-    coco = write_coco(dataset, ledger)
+    coco = predictions_coco(dataset, ledger)
     if polygons:
         position: Counter = Counter()
         for annotation in coco["annotations"]:
@@ -78,9 +111,7 @@ def write_prediction_files(dataset: Dataset, out: Path, polygons: bool, formats:
                 annotation["segmentation"] = parts
     files = {}
     if "coco" in formats:
-        # semantic results carry no score (COCO's stuff results format)
-        files["predictions.json"] = [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score")
-                                      if k in a} for a in coco["annotations"]]
+        files["predictions.json"] = coco_results(coco)
         files["dataset.json"] = coco
         written.update(predictions=out / "predictions.json", dataset=out / "dataset.json")
     if "via" in formats:
@@ -224,7 +255,8 @@ def open_journal(path: Path):
 def record_to_line(record: ImageRecord) -> dict:
     return {"file_name": record.file_name, "width": record.width, "height": record.height,
             "annotations": [{"category": a.category, "rle": geometry.rle_to_json(a.rle), "score": a.score,
-                             "attributes": a.attributes} for a in record.annotations]}
+                             "attributes": a.attributes, **({"bbox": a.bbox_xywh} if a.bbox_xywh else {})}
+                            for a in record.annotations]}
 
 
 def line_to_record(line: dict, image_id: int, root: Path) -> ImageRecord:
@@ -233,6 +265,7 @@ def line_to_record(line: dict, image_id: int, root: Path) -> ImageRecord:
     for k, item in enumerate(line["annotations"]):
         rle = geometry.rle_from_json(item["rle"], line["height"], line["width"])
         record.annotations.append(Annotation(category=item["category"], rle=rle, score=item["score"],
+                                             bbox_xywh=item.get("bbox"),  # journals before the box: the mask's
                                              attributes=item["attributes"], source=f"detection {k}"))
     return record
 

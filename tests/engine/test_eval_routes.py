@@ -1,0 +1,128 @@
+"""segcli eval by every route gives the same figures: with a model, from predict's files, from the
+files an eval run keeps, and as a direct pycocotools call on those files (issue 14, items 3, 11, 14)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from segcli.data.synthetic import generate_shapes_dataset
+from segcli.engine.eval_run import EvalOptions, run_eval
+from segcli.engine.evaluate import STAT_NAMES
+from segcli.engine.predict import PredictOptions, predict_folder
+from segcli.formats import geometry
+from segcli.models.defaults import default_weights
+
+
+def _figures(report: dict) -> dict:
+    return {kind: {**{name: report[kind][name] for name in STAT_NAMES}, **report[kind]["per_class"]}
+            for kind in ("segm", "bbox")}
+
+
+def _direct(gt_path, results, iou_type) -> list[float]:
+    """The 12 COCOeval figures of a plain pycocotools call (loadRes of the results as given)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [float(v) for v in evaluator.stats]
+
+
+@pytest.fixture(scope="module")
+def instance_runs(tmp_path_factory):
+    """A COCO split scored with the shipped Mask R-CNN, and the same images through predict."""
+    root = tmp_path_factory.mktemp("routes")
+    generate_shapes_dataset(root / "gt", 4, seed=3, coco=True)
+    (root / "gt" / "via_project.json").unlink()  # the split holds one annotation file: coco.json
+    weights = default_weights("instance")
+    model = run_eval(EvalOptions(gt=root / "gt", weights=weights, conf=0.05, out=root / "eval", workers=0))
+    predict_folder(root / "gt" / "images", PredictOptions(weights=weights, out=root / "predict", conf=0.05,
+                                                          workers=0, formats={"coco"}, overlays=False))
+    return root, model
+
+
+def test_model_route_and_predict_files_give_identical_figures(instance_runs, tmp_path):
+    root, model = instance_runs
+    files = run_eval(EvalOptions(gt=root / "gt" / "coco.json", pred=root / "predict" / "predictions.json",
+                                 out=tmp_path / "e"))
+    assert model["predictions"] == files["predictions"] > 0
+    assert _figures(files) == _figures(model)
+    # the test can fail: the detector's boxes are not the masks' boxes
+    results = json.loads((root / "predict" / "predictions.json").read_text())
+    mask_boxes = [geometry.rle_area_bbox(geometry.rle_from_json(r["segmentation"], 0, 0))[1] for r in results]
+    assert any(not np.allclose(r["bbox"], box, atol=0.5) for r, box in zip(results, mask_boxes))
+
+
+def test_eval_keeps_its_predictions_and_they_score_the_same(instance_runs, tmp_path):
+    root, model = instance_runs
+    kept = root / "eval" / "predictions.json"
+    dataset = json.loads((root / "eval" / "dataset.json").read_text())
+    assert {img["file_name"] for img in dataset["images"]} == {f"images/00000{k}.png" for k in range(4)}
+    assert len(dataset["annotations"]) == model["predictions"] and model["files"]["predictions"] == str(kept)
+    again = run_eval(EvalOptions(gt=root / "gt" / "coco.json", pred=kept, out=tmp_path / "again"))
+    assert _figures(again) == _figures(model)
+    # ids are the ground truth's: pycocotools reads the kept file as it is and agrees
+    results = json.loads(kept.read_text())
+    for iou_type in ("segm", "bbox"):
+        ours = [model[iou_type][name] for name in STAT_NAMES]
+        assert np.allclose(ours, _direct(root / "gt" / "coco.json", results, iou_type), atol=1e-12, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def boxed_results(tmp_path_factory):
+    """Results whose boxes are not their masks' boxes, and false alarms whose mask area is small
+    (thin diagonals) but whose box area is medium: area buckets by box and by mask differ."""
+    root = tmp_path_factory.mktemp("boxed")
+    generate_shapes_dataset(root, 12, seed=11, coco=True)
+    truth = json.loads((root / "coco.json").read_text())
+    sizes = {img["id"]: (img["height"], img["width"]) for img in truth["images"]}
+    rng = np.random.default_rng(1)
+    results = []
+    for annotation in truth["annotations"]:
+        height, width = sizes[annotation["image_id"]]
+        x, y, w, h = annotation["bbox"]
+        grow = float(rng.uniform(0, 6))
+        results.append({"image_id": annotation["image_id"], "category_id": annotation["category_id"],
+                        "segmentation": geometry.rle_to_json(geometry.polygons_to_rle(
+                            annotation["segmentation"], height, width)),
+                        "bbox": [x - grow, y - grow, w + 2 * grow, h + 2 * grow], "score": round(float(rng.random()), 4)})
+    for image_id, (height, width) in sizes.items():
+        mask = np.zeros((height, width), dtype=bool)
+        for k in range(60):
+            mask[20 + k, 20 + k: 23 + k] = True  # ~180 px of mask in a 62 x 60 box (3720 px)
+        results.append({"image_id": image_id, "category_id": 1 + image_id % 3, "score": 0.9,
+                        "segmentation": geometry.rle_to_json(geometry.mask_to_rle(mask)),
+                        "bbox": [20.0, 20.0, 62.0, 60.0]})
+    (root / "pred.json").write_text(json.dumps(results))
+    return root, results
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_figures_equal_pycocotools_on_results_with_boxes(boxed_results, tmp_path, backend):
+    if backend == "faster":
+        pytest.importorskip("faster_coco_eval")
+    root, results = boxed_results
+    report = run_eval(EvalOptions(gt=root / "coco.json", pred=root / "pred.json", out=tmp_path / "e", backend=backend))
+    for iou_type in ("segm", "bbox"):
+        ours = [report[iou_type][name] for name in STAT_NAMES]
+        assert np.allclose(ours, _direct(root / "coco.json", results, iou_type), atol=1e-9, rtol=0), iou_type
+
+
+def test_mask_area_buckets_on_request(boxed_results, tmp_path):
+    root, results = boxed_results
+    report = run_eval(EvalOptions(gt=root / "coco.json", pred=root / "pred.json", out=tmp_path / "e",
+                                  segm_area="mask"))
+    without_boxes = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+    direct = _direct(root / "coco.json", without_boxes, "segm")
+    assert np.allclose([report["segm"][name] for name in STAT_NAMES], direct, atol=1e-9, rtol=0)
+    assert direct != _direct(root / "coco.json", results, "segm")  # the two rules do differ here
+    assert any("its mask's (--segm-area mask" in note for note in report["notes"])
