@@ -24,6 +24,7 @@ file's order does not matter).
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import math
 import os
@@ -58,10 +59,7 @@ class ImageGroup:
     names: set[str] = field(default_factory=set)
     objects: Counter = field(default_factory=Counter)
     path: Path | None = None
-
-    @property
-    def classes(self) -> frozenset[str]:
-        return frozenset(self.objects)
+    classes: frozenset[str] = frozenset()  # set once every entry is read
 
 
 @dataclass
@@ -125,23 +123,31 @@ def part_sizes(count: int, fractions: dict[str, float], source: Path) -> dict[st
 
 def assign_parts(groups: list[ImageGroup], fractions: dict[str, float], seed: int,
                  source: Path) -> dict[str, str]:
-    """Image key -> part; see the module docstring for the method."""
+    """Image key -> part; see the module docstring for the method. Linear in the images' class
+    memberships (a heap picks the class with the fewest images left), so 100,000 images of
+    1,000 classes take seconds."""
     sizes = part_sizes(len(groups), fractions, source)
     order = sorted(groups, key=lambda g: g.key)
     random.Random(seed).shuffle(order)
     rank = {g.key: i for i, g in enumerate(order)}
-    state = _Assignment(sizes, fractions, Counter(c for g in groups for c in g.classes))
-    images_of = {c: [g for g in order if c in g.classes] for c in {c for g in groups for c in g.classes}}
+    images_of: dict[str, list[ImageGroup]] = {}
+    for group in order:
+        for cls in group.classes:
+            images_of.setdefault(cls, []).append(group)
+    state = _Assignment(sizes, fractions, {c: len(images) for c, images in images_of.items()})
     for cls in sorted(images_of, key=lambda c: (len(images_of[c]), c)):
         _cover(cls, images_of[cls], state, rank)
-    while True:
-        left = {c: [g for g in images if g.key not in state.part_of] for c, images in images_of.items()}
-        left = {c: images for c, images in left.items() if images}
-        if not left:
-            break
-        cls = min(left, key=lambda c: (len(left[c]), c))
-        for group in left[cls]:
-            state.assign(group, state.best_part(cls))
+    heap = [(left, cls) for cls, left in state.left.items() if left]
+    heapq.heapify(heap)
+    while heap:
+        left, cls = heapq.heappop(heap)
+        if left != state.left[cls] or not left:  # stale: a newer, smaller entry is in the heap
+            continue
+        for group in images_of[cls]:
+            if group.key not in state.part_of:
+                for other in state.assign(group, state.best_part(cls)):
+                    if other != cls and state.left[other]:
+                        heapq.heappush(heap, (state.left[other], other))
     for group in order:  # images without objects
         if group.key not in state.part_of:
             state.assign(group, state.best_part(None))
@@ -152,7 +158,7 @@ def _cover(cls: str, images: list[ImageGroup], state: _Assignment, rank: dict[st
     """Give ``cls`` one image in train, in val (from 2 images) and in test (from 3) if it has none there."""
     wanted = ["train", "val", "test"][:len(images)]
     for part in (p for p in wanted if p in state.sizes):
-        if any(state.part_of.get(g.key) == part for g in images):
+        if state.class_filled[cls, part]:
             continue
         free = [g for g in images if g.key not in state.part_of]
         if free:  # the image with the fewest classes locks the fewest other choices
@@ -162,19 +168,23 @@ def _cover(cls: str, images: list[ImageGroup], state: _Assignment, rank: dict[st
 class _Assignment:
     """Parts being filled: how many images and how much of each class each still lacks."""
 
-    def __init__(self, sizes: dict[str, int], fractions: dict[str, float], class_count: Counter):
+    def __init__(self, sizes: dict[str, int], fractions: dict[str, float], class_count: dict[str, int]):
         self.sizes = sizes
         self.fractions = fractions
         self.class_count = class_count  # images of each class
+        self.left = dict(class_count)  # images of each class not yet placed
         self.part_of: dict[str, str] = {}
         self.filled: Counter = Counter()
         self.class_filled: Counter = Counter()  # (class, part) -> images
 
-    def assign(self, group: ImageGroup, part: str) -> None:
+    def assign(self, group: ImageGroup, part: str) -> frozenset[str]:
+        """Place ``group`` in ``part``; returns its classes (their counts of images left changed)."""
         self.part_of[group.key] = part
         self.filled[part] += 1
         for cls in group.classes:
             self.class_filled[cls, part] += 1
+            self.left[cls] -= 1
+        return group.classes
 
     def best_part(self, cls: str | None) -> str:
         """The part lacking most of ``cls`` among those not full, then the one lacking most images."""
@@ -202,6 +212,8 @@ def read_groups(dataset: Dataset) -> tuple[list[ImageGroup], dict[str, str]]:
         group.names.add(image.file_name)
         group.objects.update(a.category for a in image.annotations)
         key_of[image.file_name] = key
+    for group in groups.values():
+        group.classes = frozenset(group.objects)
     return list(groups.values()), key_of
 
 
@@ -272,16 +284,33 @@ def _csv_part(source: Path, names: set[str]) -> str:
     return buffer.getvalue()
 
 
+INSTANCES_FILE = "instances.json"
+"""Beside instance-id PNGs (``segcli convert --to masks --instances``): each id's class."""
+
+
+def _mask_part(source: Path, folder: Path, names: set[str]) -> None:
+    """A label-mask part: the PNGs of its images and the class file (or, for an instance-id
+    folder, ``instances.json`` holding only the part's images, categories unchanged)."""
+    if is_regular_file(source / INSTANCES_FILE):
+        document = read_json(source / INSTANCES_FILE)  # checked whole by the reader already
+        entries = [e for e in document["images"] if (e.get("file_name") or e["mask"]) in names]
+        write_json_atomic(folder / INSTANCES_FILE, {**document, "images": entries}, indent=1)
+        masks_to_copy = [e["mask"] for e in entries]
+    else:
+        classes = masks.find_classes_file(source)
+        shutil.copyfile(classes, folder / classes.name)
+        masks_to_copy = sorted(names)  # a class-value map's name is its PNG's path in the folder
+    for name in masks_to_copy:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, folder / name)
+
+
 def write_part(folder: Path, part: str, fmt: str, source: Path, data: object, names: set[str],
                images_folder: Path | None) -> Path:
     """Write one part into ``folder`` (a part folder inside the temporary output); returns its annotation path."""
     folder.mkdir()
     if fmt == "masks":
-        classes = masks.find_classes_file(source)
-        shutil.copyfile(classes, folder / classes.name)
-        for name in sorted(names):
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / name, folder / name)
+        _mask_part(source, folder, names)
         return folder
     if fmt == "via-csv":
         path = folder / f"{part}.csv"
@@ -324,12 +353,13 @@ def split_dataset(annotations: Path, out: Path, val: float = 0.2, test: float | 
 
 def class_table(dataset: Dataset, by_part: dict[str, list[ImageGroup]]) -> list[dict]:
     """Per category (in id order): images and objects in each part."""
-    rows = []
-    for c in dataset.categories:
-        rows.append({"name": c.name, "id": c.id,
-                     "images": {p: sum(1 for g in members if c.name in g.objects) for p, members in by_part.items()},
-                     "objects": {p: sum(g.objects[c.name] for g in members) for p, members in by_part.items()}})
-    return rows
+    images = {part: Counter(c for g in members for c in g.classes) for part, members in by_part.items()}
+    objects = {part: Counter() for part in by_part}
+    for part, members in by_part.items():
+        for group in members:
+            objects[part].update(group.objects)
+    return [{"name": c.name, "id": c.id, "images": {p: images[p][c.name] for p in by_part},
+             "objects": {p: objects[p][c.name] for p in by_part}} for c in dataset.categories]
 
 
 def split_record(annotations: Path, dataset: Dataset, seed: int, fractions: dict[str, float], folder: Path | None,

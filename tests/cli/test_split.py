@@ -223,6 +223,25 @@ def test_each_input_format_is_split_in_its_own_format(tmp_path, kind, fmt):
     assert objects == {image.file_name: sorted(a.category for a in image.annotations) for image in source.images}
 
 
+def test_an_instance_id_mask_folder_is_split_with_its_instances_json(tmp_path):
+    plan = class_plan(common=8)
+    project = via_project_dataset(tmp_path / "data", plan)
+    instances = tmp_path / "inst"
+    assert run("convert", project, instances, "--to", "masks", "--instances").exit_code == 0
+    out = tmp_path / "split"
+    result = run("split", instances, "--val", 0.25, "--out", out)
+    assert result.exit_code == 0, result.output
+    source = read_annotations(instances, Ledger("x"))
+    objects = {}
+    for part in ("train", "val"):
+        document = json.loads((out / part / "instances.json").read_text())
+        assert document["categories"] == json.loads((instances / "instances.json").read_text())["categories"]
+        dataset = read_annotations(out / part, Ledger(part))
+        assert {image.file_name for image in dataset.images} == part_names(out, part)
+        objects.update({image.file_name: sorted(a.category for a in image.annotations) for image in dataset.images})
+    assert objects == {image.file_name: sorted(a.category for a in image.annotations) for image in source.images}
+
+
 # ---------------------------------------------------------------- bad inputs
 
 @pytest.fixture
