@@ -414,3 +414,24 @@ def recorded_images_folder(data: Path) -> Path | None:
     except (OSError, ValueError):  # a NUL, a name too long
         return None
     return None
+
+
+def recorded_part_images(annotation: Path) -> Path | None:
+    """The images folder of ``annotation`` when it is a part a split wrote (``DIR/val/val.json``
+    named in ``DIR/split.json``), for readers looking for images without --images; else None."""
+    annotation = Path(annotation)
+    split_dir = annotation.parent if annotation.is_dir() else annotation.parent.parent  # DIR/train/ or DIR/train/train.json
+    record_path = split_dir / SPLIT_FILE
+    if not is_regular_file(record_path):
+        return None
+    try:
+        record = read_json(record_path)
+    except SegcliError:
+        return None
+    parts = record.get("parts") if isinstance(record, dict) else None
+    named = {p.get("annotations") for p in parts.values() if isinstance(p, dict)} if isinstance(parts, dict) else set()
+    try:
+        relative = annotation.resolve().relative_to(split_dir.resolve()).as_posix()
+    except (OSError, ValueError):
+        return None
+    return recorded_images_folder(split_dir) if relative in named else None

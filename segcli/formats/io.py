@@ -96,6 +96,10 @@ def default_image_folder(dataset: Dataset) -> tuple[Path, bool, str | None]:
     core = settings.get("core")
     default_path = core.get("default_filepath") if isinstance(core, dict) else None
     if not isinstance(default_path, str) or not default_path.strip():
+        from segcli.engine.split import recorded_part_images  # lazy: engine.split imports this module
+        recorded = recorded_part_images(dataset.source_path)  # a part `segcli split` wrote: originals
+        if recorded is not None:
+            return recorded, True, f"images looked for in {recorded}, where the split.json of this part records them"
         return base, True, None
     why_not = _default_path_problem(default_path, base, dataset)
     if why_not is None:

@@ -139,6 +139,23 @@ def test_train_reads_the_split_and_finds_the_original_images(tmp_path):
     assert stats.exit_code == 0 and json.loads(stats.stdout)["images_found"] == len(part_names(out, "val"))
 
 
+def test_stats_and_convert_find_the_images_of_a_coco_part(tmp_path):
+    """COCO has no field for the images folder: a part of a split is known by DIR/split.json."""
+    plan = class_plan(common=6)
+    annotations = coco_dataset(tmp_path / "data", plan)
+    out = tmp_path / "split"
+    assert run("split", annotations, "--out", out).exit_code == 0
+    for part in ("train", "val"):
+        stats = run("stats", out / part / f"{part}.json", "--json")
+        assert stats.exit_code == 0, stats.output
+        assert json.loads(stats.stdout)["images_found"] == len(part_names(out, part))
+    # a file copied elsewhere is not a part: its own folder is used, as for any file
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "val.json").write_bytes((out / "val" / "val.json").read_bytes())
+    assert json.loads(run("stats", alone / "val.json", "--json").stdout)["images_found"] == 0
+
+
 def _via_export(root: Path, plan: dict[str, list[str]], version: int) -> Path:
     data = {}
     for index, (name, classes) in enumerate(plan.items(), start=1):
