@@ -309,6 +309,32 @@ def test_bad_inputs_are_refused_and_nothing_is_written(small, tmp_path):
     assert sorted(p.name for p in empty.iterdir()) == ["split.json", "train", "train.txt", "val", "val.txt"]
 
 
+def test_a_full_disk_leaves_nothing_half_written(tmp_path):
+    """The parts are built in a temporary folder beside --out: a disk filling up in the middle of
+    the copies of label PNGs gives one error line and leaves nothing on the disk."""
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.helpers import can_mount_tmpfs
+
+    if not can_mount_tmpfs(tmp_path):
+        pytest.skip("cannot mount a tmpfs in a private namespace here (needs root and unshare)")
+    masks = _mask_folder(tmp_path / "data", class_plan(common=30))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    split = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "segcli", "split", str(masks), "--out", str(disk / "parts")])
+    script = (f"mount -t tmpfs -o size=40k tmpfs {shlex.quote(str(disk))} || exit 99; {split}; rc=$?; "
+              f"find {shlex.quote(str(disk))} -mindepth 1 | sed 's/^/LEFT /' 1>&2; exit $rc")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2], env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    left = [line for line in done.stderr.splitlines() if line.startswith("LEFT ")]
+    assert left == [], done.stderr
+    assert_refused(subprocess.CompletedProcess([], done.returncode, done.stdout,
+                                               "\n".join(line for line in done.stderr.splitlines() if line not in left)),
+                   "No space left on device")
+
+
 def test_out_inside_an_input_mask_folder_is_refused(tmp_path):
     masks = _mask_folder(tmp_path / "data", class_plan(common=6))
     assert_refused(run("split", masks, "--out", masks / "parts"), "inside the input folder")
