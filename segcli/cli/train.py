@@ -1,13 +1,17 @@
-"""``segcli train``: options, progress bars and the final summary; the loop is in
-``segcli.engine.trainer``."""
+"""``segcli train``: options, progress (live bars in a terminal, plain lines in a log) and the
+final summary; the loop is in ``segcli.engine.trainer``."""
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -20,7 +24,7 @@ from segcli.models.defaults import IMAGE_SIZE_RANGE
 # an image side of 100000 would ask for 160 GB, a batch of 0 or an epoch count of -1 has no meaning
 OPTION_RANGES = {"--epochs": (1, 100_000), "--batch": (1, 1024), "--imgsz": IMAGE_SIZE_RANGE, "--workers": (0, 64),
                  "--patience": (0, 100_000), "--val-every": (1, 100_000), "--lr": (1e-12, 10.0),
-                 "--seed": (0, 2**32 - 1)}
+                 "--seed": (0, 2**32 - 1), "--log-every": (0, 1_000_000)}
 MAX_NAME_LENGTH = 200
 
 
@@ -51,68 +55,198 @@ class Optimizer(str, Enum):
 
 SHORT = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask", "loss_objectness": "obj",
          "loss_rpn_box_reg": "rpn"}
+LOG_SECONDS_ENV = "SEGCLI_LOG_SECONDS"
+DEFAULT_LOG_SECONDS = 30.0
+LOG_LINES_PER_EPOCH = 10  # --log-every 0 (auto): a line every tenth of an epoch
 
 
-class ProgressPrinter:
-    """Draws the trainer's events: a bar per epoch with loss terms and images/s, then a table."""
+def log_seconds() -> float:
+    """Seconds between plain progress lines at most (env SEGCLI_LOG_SECONDS, default 30); 0 gives a
+    line after every step. An environment variable, not an option: tests and impatient users set it."""
+    text = os.environ.get(LOG_SECONDS_ENV)
+    if text is None:
+        return DEFAULT_LOG_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise SegcliError(f"{LOG_SECONDS_ENV} {text!r}: expected a number of seconds >= 0")
+    return value
 
-    def __init__(self):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=console, transient=False)
-        self.task_id = None
+
+def loss_text(losses: dict[str, float]) -> str:
+    """"loss 1.234 (cls 0.30 box 0.20 ...)": the total, and the terms when there are several."""
+    terms = [f"{SHORT.get(k, k.removeprefix('loss_'))} {v:.2f}" for k, v in losses.items() if k != "loss"]
+    return f"loss {losses['loss']:.4f}" + (f" ({' '.join(terms)})" if len(terms) > 1 else "")
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class TrainPrinter:
+    """The trainer's events as text; what a terminal and a log share: the start line, warnings and
+    messages, one line per validation and per epoch, and the summary. Subclasses draw the steps."""
+
+    def __init__(self, console: Console):
+        self.console = console
 
     def __call__(self, kind: str, **data) -> None:
         getattr(self, f"on_{kind}", lambda **_: None)(**data)
 
+    def line(self, text: str) -> None:
+        """One line, never cut or wrapped by rich (a log's console is 80 columns wide)."""
+        self.console.print(text, highlight=False, soft_wrap=True)
+
     def on_start(self, run_dir, train_images, val_images, categories, device, world_size, start_epoch, epochs,
-                 start_step=0):
-        console.print(f"[bold]segcli train[/] -> {escape(str(run_dir))}  ({train_images} train / {val_images} val "
-                      f"images; classes: {escape(', '.join(categories))}; device {device}"
-                      + (f" x {world_size} processes" if world_size > 1 else "") + ")", highlight=False)
+                 start_step=0, val_every=1):
+        self.line(f"[bold]segcli train[/] -> {escape(str(run_dir))}  ({train_images} train / {val_images} val "
+                  f"images; classes: {escape(', '.join(categories))}; device {device}"
+                  + (f" x {world_size} processes" if world_size > 1 else "") + ")")
         if start_epoch or start_step:
-            console.print(f"resuming at epoch {start_epoch + 1} of {epochs}"
-                          + (f", after step {start_step}" if start_step else ""))
-        self.progress.start()
+            self.line(f"resuming at epoch {start_epoch + 1} of {epochs}"
+                      + (f", after step {start_step}" if start_step else ""))
 
-    def on_epoch_start(self, epoch, epochs, steps):
-        self.task_id = self.progress.add_task(f"{epoch + 1}/{epochs}", total=steps, info="")
-
-    def on_step(self, step, steps, lr, losses, images_per_s):
-        terms = " ".join(f"{SHORT.get(k, k.removeprefix('loss_'))} {v:.2f}" for k, v in losses.items()
-                         if k != "loss" and len(losses) > 2)
-        self.progress.update(self.task_id, completed=step,
-                             info=f"loss {losses['loss']:.3f} {terms} | {images_per_s:.1f} img/s")
+    def on_val_end(self, epoch, epochs, images, metrics, seconds):
+        figures = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+        self.line(f"val epoch {epoch + 1}/{epochs}: {figures} ({images} images, {seconds:.1f} s)")
 
     def on_epoch_end(self, epoch, row, improved, best, metric):
-        # one plain line per epoch as well: logs (no terminal) get no live bars
         line = f"  epoch {row['epoch']}: loss {row.get('loss', float('nan')):.4f}, {row['images_per_s']:.1f} img/s"
         if metric in row:
             line += f", {metric} {row[metric]:.4f}" + (" (best)" if improved else "")
-        self.progress.console.print(line, highlight=False)
+        self.line(line)
 
     def on_warning(self, text):
-        self.progress.console.print(f"[yellow]warning:[/] {escape(text)}")
+        self.line(f"[yellow]warning:[/] {escape(text)}")
 
     def on_message(self, text):
-        self.progress.console.print(escape(text))
+        self.line(escape(text))
 
     def on_end(self, run_dir, epochs_done, best_epoch, best, metric, stopped_early, last_row):
-        self.progress.stop()
-        table = Table(title=f"Training finished: {escape(str(run_dir))}", title_justify="left", show_header=False)
+        self.stop()
+        rows = [("epochs", str(epochs_done) + (" (stopped early)" if stopped_early else "")),
+                (f"best {metric}", f"{best:.4f} (epoch {best_epoch})" if best_epoch >= 1 else
+                 "never scored (best.pt = last epoch)")]
+        rows += [(f"last {key}", f"{value:.4g}") for key, value in last_row.items()
+                 if key != "epoch" and isinstance(value, float)]
+        rows.append(("weights", str(Path(run_dir) / "weights" / "best.pt")))
+        self.summary(f"Training finished: {run_dir}", rows)
+
+    def summary(self, title: str, rows: list[tuple[str, str]]) -> None:
+        table = Table(title=escape(title), title_justify="left", show_header=False)
         table.add_column("")
-        table.add_column("", justify="right")
-        table.add_row("epochs", str(epochs_done) + (" (stopped early)" if stopped_early else ""))
-        table.add_row(f"best {metric}", f"{best:.4f} (epoch {best_epoch})" if best_epoch >= 1 else
-                      "never scored (best.pt = last epoch)")
-        for key, value in last_row.items():
-            if key != "epoch" and isinstance(value, float):
-                table.add_row(f"last {key}", f"{value:.4g}")
-        table.add_row("weights", f"{escape(str(Path(run_dir) / 'weights' / 'best.pt'))}")
-        console.print(table)
+        table.add_column("", justify="right", overflow="fold")
+        for key, value in rows:
+            table.add_row(escape(key), escape(value))
+        self.console.print(table)
+
+    def stop(self):
+        pass
+
+
+class BarPrinter(TrainPrinter):
+    """A terminal: a live bar per epoch (loss terms, images/s, time left) and a labelled one per
+    validation, so a long validation is not taken for a stalled epoch."""
+
+    def __init__(self, console: Console):
+        super().__init__(console)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console, transient=False)
+        self.task_id = self.val_id = None
+
+    def on_start(self, **data):
+        super().on_start(**data)
+        self.progress.start()
+
+    def on_epoch_start(self, epoch, epochs, steps):
+        self.task_id = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, info="")
+
+    def on_step(self, step, steps, lr, losses, images_per_s, **_):
+        self.progress.update(self.task_id, completed=step, info=f"{loss_text(losses)} | {images_per_s:.1f} img/s")
+
+    def on_val_start(self, epoch, epochs, images, steps):
+        self.val_id = self.progress.add_task(f"  val {epoch + 1}/{epochs}", total=steps, info="")
+
+    def on_val_step(self, step, steps):
+        self.progress.update(self.val_id, completed=step)
+
+    def summary(self, title, rows):
+        self.stop()
+        super().summary(title, rows)
 
     def stop(self):
         self.progress.stop()
+
+
+class LogPrinter(TrainPrinter):
+    """stdout is not a terminal (nohup, CI, a cluster job): no live bars, but a plain line after
+    each epoch's first step, then every ``every`` steps or ``seconds`` seconds, whichever comes
+    first, with epoch, step, losses, images/s, learning rate and the time left of the run; during
+    a long validation a line every ``seconds`` too. ``every`` 0: a tenth of an epoch."""
+
+    def __init__(self, console: Console, every: int = 0, seconds: float = DEFAULT_LOG_SECONDS):
+        super().__init__(console)
+        self.every, self.seconds = every, seconds
+        self.last_line = time.monotonic()
+        self.val_every, self.val_seconds = 1, 0.0
+        self.epoch_began, self.first_step = 0.0, 0
+
+    def line(self, text: str) -> None:
+        super().line(text)
+        self.last_line = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_line >= self.seconds
+
+    def on_start(self, val_every=1, **data):
+        super().on_start(val_every=val_every, **data)
+        self.val_every = val_every
+
+    def on_epoch_start(self, epoch, epochs, steps):
+        self.epoch_began, self.first_step = time.monotonic(), None
+
+    def on_step(self, epoch, epochs, step, steps, lr, losses, images_per_s):
+        if self.first_step is None:  # a resumed epoch starts after the steps done before
+            self.first_step = step
+        every = self.every or max(1, steps // LOG_LINES_PER_EPOCH)
+        if step == self.first_step or step % every == 0 or self.due():
+            eta = self.time_left(epoch, epochs, step, steps)
+            self.line(f"epoch {epoch + 1}/{epochs} step {step}/{steps}: {escape(loss_text(losses))}, "
+                      f"{images_per_s:.1f} img/s, lr {lr:.3g}, ETA {clock(eta)}")
+
+    def time_left(self, epoch: int, epochs: int, step: int, steps: int) -> float:
+        """Seconds to the end of the run at this epoch's pace, with the validations still to come
+        at the length of the last one."""
+        per_step = (time.monotonic() - self.epoch_began) / (step - self.first_step + 1)
+        remaining_steps = steps - step + steps * (epochs - epoch - 1)
+        validations = sum(1 for e in range(epoch, epochs) if (e + 1) % self.val_every == 0 or e + 1 == epochs)
+        return per_step * remaining_steps + self.val_seconds * validations
+
+    def on_val_start(self, epoch, epochs, images, steps):
+        self.val_epoch = f"val epoch {epoch + 1}/{epochs}"
+
+    def on_val_step(self, step, steps):
+        if self.due():
+            self.line(f"{self.val_epoch}: {step}/{steps} images")
+
+    def on_val_end(self, seconds, **data):
+        self.val_seconds = seconds
+        super().on_val_end(seconds=seconds, **data)
+
+    def summary(self, title, rows):
+        """Plain "key: value" lines: a table would cut long paths to a log's 80 columns."""
+        self.line(escape(title))
+        for key, value in rows:
+            self.line(f"  {escape(key)}: {escape(value)}")
+
+
+def make_printer(log_every: int, seconds: float, console: Console = console) -> TrainPrinter:
+    """Live bars in a terminal, plain lines in a log."""
+    return BarPrinter(console) if console.is_terminal else LogPrinter(console, log_every, seconds)
 
 
 def train(
@@ -134,6 +268,7 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     patience: Annotated[int, typer.Option("--patience", help="Stop after this many validations without improvement (0: never).")] = 0,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N epochs (and after the last).")] = 1,
+    log_every: Annotated[int, typer.Option("--log-every", help="stdout not a terminal (nohup, CI): a progress line every N steps (0: a tenth of an epoch), and at least every 30 s (env SEGCLI_LOG_SECONDS).")] = 0,
     train_ann: Annotated[Path | None, typer.Option("--train", help="Training annotation file (instead of DATA).")] = None,
     train_images: Annotated[Path | None, typer.Option("--train-images", help="Training image folder.")] = None,
     val_ann: Annotated[Path | None, typer.Option("--val", help="Validation annotation file (instead of DATA).")] = None,
@@ -159,9 +294,10 @@ def train(
 
     with user_errors():
         check_options({"--epochs": epochs, "--batch": batch, "--imgsz": imgsz, "--workers": workers,
-                       "--patience": patience, "--val-every": val_every, "--lr": lr, "--seed": seed})
+                       "--patience": patience, "--val-every": val_every, "--lr": lr, "--seed": seed,
+                       "--log-every": log_every})
         check_run_name(name)
-    printer = ProgressPrinter()
+        printer = make_printer(log_every, log_seconds())
     with user_errors():
         try:
             if resume is not None:

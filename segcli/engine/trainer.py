@@ -4,7 +4,10 @@ Steps per epoch: (set the sampler's epoch) -> batches -> forward -> loss -> back
 CUDA) -> clip -> step -> learning rate of the next iteration; then validation every
 ``val_every`` epochs with the evaluator ``segcli eval`` uses, the metrics row, ``last.pt`` (with
 the full training state) and ``best.pt`` when the metric improved. Progress goes to a callback
-``on_event(kind, **data)`` so the CLI can draw it; nothing here prints.
+``on_event(kind, **data)`` so the CLI can draw it; nothing here prints. Events: ``start``,
+``epoch_start``, ``step`` (after every training step), ``val_start``, ``val_step`` (after every
+validation batch), ``val_end`` (the figures and seconds), ``epoch_end``, ``message``, ``warning``
+and ``end``.
 
 Learning rate: linear warm-up over ``warmup_iters`` iterations, then cosine decay to 1% of ``lr``
 at the last iteration of the last epoch: a pure function of the iteration count, so a resumed
@@ -351,7 +354,8 @@ class Trainer:
             self.on_event("start", run_dir=self.run_dir, train_images=len(self.train_data),
                           val_images=len(self.val_data), categories=[c["name"] for c in self.categories],
                           device=str(self.device), world_size=self.group.world_size,
-                          start_epoch=self.state.epoch, start_step=self.state.step, epochs=config.epochs)
+                          start_epoch=self.state.epoch, start_step=self.state.step, epochs=config.epochs,
+                          val_every=config.val_every)
         stop, interrupted = False, 0
         try:
             for epoch in range(self.state.epoch, config.epochs):
@@ -360,7 +364,7 @@ class Trainer:
                     signum = 0
                     if self.group.is_main:
                         try:
-                            row.update(self.validate())
+                            row.update(self._validate_epoch(epoch))
                         except _Stop as exc:
                             signum = exc.signum
                     signum = distributed.all_max(self.group, signum)  # (a barrier as well)
@@ -484,9 +488,10 @@ class Trainer:
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
             sums["loss"] = sums.get("loss", 0.0) + loss.item()
-            self.on_event("step", step=step + 1, steps=len(self.train_loader), lr=lr,
-                          losses={k: v / (step + 1) for k, v in sums.items()},
-                          images_per_s=images_seen / (time.perf_counter() - start))
+            # images and seconds of the whole epoch, also of the part done before a --resume
+            self.on_event("step", epoch=epoch, epochs=config.epochs, step=step + 1, steps=len(self.train_loader),
+                          lr=lr, losses={k: v / (step + 1) for k, v in sums.items()},
+                          images_per_s=images_seen / (before + time.perf_counter() - start))
         self.train_loader.batch_sampler.start = 0
         steps = max(1, len(self.train_loader))
         elapsed = before + time.perf_counter() - start
@@ -508,6 +513,16 @@ class Trainer:
             outputs = self.model(inputs.to(self.device, non_blocking=True))
             return {"loss_ce": semantic_loss(outputs, targets.to(self.device, non_blocking=True))}
 
+    def _validate_epoch(self, epoch: int) -> dict:
+        """``validate`` between its val_start and val_end events (the CLI's bar or log line)."""
+        start = time.perf_counter()
+        self.on_event("val_start", epoch=epoch, epochs=self.config.epochs, images=len(self.val_data),
+                      steps=len(self.val_loader))
+        metrics = self.validate()
+        self.on_event("val_end", epoch=epoch, epochs=self.config.epochs, images=len(self.val_data),
+                      metrics=metrics, seconds=time.perf_counter() - start)
+        return metrics
+
     @torch.inference_mode()
     def validate(self) -> dict:
         """Validation metrics with the model as it is now (rank 0 only)."""
@@ -522,15 +537,15 @@ class Trainer:
     def _validate_instance(self, model) -> dict:
         ids = [c["id"] for c in self.categories]
         results = []
-        for images, _, indices, _ in self.val_loader:
+        for step, (images, _, indices, _) in enumerate(self.val_loader, start=1):
             if stop_requested():
                 raise _Stop(stop_requested())
-            if not images:
-                continue
-            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                outputs = model([image.to(self.device) for image in images])
-            for output, index in zip(outputs, indices):
-                results += detections_to_results(output, index, ids)
+            if images:
+                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                    outputs = model([image.to(self.device) for image in images])
+                for output, index in zip(outputs, indices):
+                    results += detections_to_results(output, index, ids)
+            self.on_event("val_step", step=step, steps=len(self.val_loader))
         ground_truth = ground_truth_dict(self.val_data.records, self.val_data.objects, self.classes, ids,
                                          [c["name"] for c in self.categories])
         segm, bbox = coco_scores(ground_truth, results, "segm"), coco_scores(ground_truth, results, "bbox")
@@ -539,15 +554,15 @@ class Trainer:
 
     def _validate_semantic(self, model) -> dict:
         matrix = ConfusionMatrix(len(self.categories) + 1)
-        for images, _, indices, _ in self.val_loader:
+        for step, (images, _, indices, _) in enumerate(self.val_loader, start=1):
             if stop_requested():
                 raise _Stop(stop_requested())
-            if images is None:
-                continue
-            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                logits = model(images.to(self.device))["out"]
-            truth = self.val_data.full_label(indices[0])
-            matrix.update(truth, semantic_prediction(logits, *truth.shape))
+            if images is not None:
+                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                    logits = model(images.to(self.device))["out"]
+                truth = self.val_data.full_label(indices[0])
+                matrix.update(truth, semantic_prediction(logits, *truth.shape))
+            self.on_event("val_step", step=step, steps=len(self.val_loader))
         scores = matrix.scores()
         return {"mIoU": scores["mIoU"], "pixel_accuracy": scores["pixel_accuracy"],
                 "mean_accuracy": scores["mean_accuracy"]}
