@@ -28,6 +28,7 @@ def convert(
     category: CategoryOption = "object",
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 1, nothing written) if any object would be lost or changed.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT and OUTPUT.report.json if they exist (a mask folder only if segcli wrote it).")] = False,
+    instances: Annotated[bool, typer.Option("--instances", help="With --to masks: instance-id PNGs (16-bit, 0 background, object k = k) and instances.json (id -> class), which keep every object; without it, class-value palette PNGs, which merge touching objects of a class.")] = False,
 ) -> None:
     """Convert annotations between VIA, COCO and label masks, reporting every change.
 
@@ -38,12 +39,13 @@ def convert(
       segcli convert via_project.json coco.json --images images/
       segcli convert coco.json via_project.json
       segcli convert via_project.json label_maps/ --to masks
+      segcli convert via_project.json instance_maps/ --to masks --instances
     """
     from segcli.engine.convert import convert as run_convert
 
     with user_errors():
         result = run_convert(input_path, output, to.value if to else None, images, label_attr,
-                             category, strict, overwrite)
+                             category, strict, overwrite, instances)
     console.print(f"[bold]{escape(str(result.dataset.source_path))}[/] ({result.dataset.source_format}) -> "
                   f"[bold]{escape(str(result.output))}[/] ({result.to})", highlight=False)
     summary = Table()
@@ -54,6 +56,8 @@ def convert(
     summary.add_row("objects", str(result.dataset.num_annotations), str(result.objects_written))
     summary.add_row("categories", str(len(result.dataset.categories)), str(len(result.dataset.categories)))
     console.print(summary)
+    if result.label_maps is not None:
+        _print_label_map_losses(result.label_maps, result.instances)
     if result.dataset.label_attr:
         console.print(f"categories from region attribute [bold]{escape(result.dataset.label_attr)}[/]: "
                       + escape(", ".join(c.name for c in result.dataset.categories)), highlight=False)
@@ -63,3 +67,15 @@ def convert(
     else:
         console.print("nothing was changed or dropped")
     console.print(f"wrote [bold]{escape(str(result.output))}[/] and {escape(str(result.report))}", highlight=False)
+
+
+def _print_label_map_losses(counts: dict, instances: bool) -> None:
+    """What a read-back of the mask folder will give: the 'written' objects are those."""
+    kind = "instance-id maps" if instances else "class-value label maps"
+    lost = [f"{counts[key]} {what}" for key, what in (("merged", "merged with a touching object of their class"),
+                                                      ("split", "split in parts"), ("hidden", "wholly hidden"),
+                                                      ("partly_hidden", "partly hidden")) if counts[key]]
+    line = f"{kind}: {counts['objects']} objects painted, {counts['objects_read_back']} read back"
+    console.print(line + (f" ({', '.join(lost)}; each in the report)" if lost else " as they were"), highlight=False)
+    if not instances and (counts["merged"] or counts["split"]):
+        console.print("--instances writes instance-id maps instead, which keep touching objects apart", highlight=False)

@@ -35,6 +35,10 @@ class ConvertResult:
     to: str
     images_written: int
     objects_written: int
+    label_maps: dict | None = None
+    """For --to masks: objects painted, objects a read-back finds, and those merged, hidden,
+    partly hidden or split (see ``formats.mask_losses``)."""
+    instances: bool = False
 
 
 def infer_output_format(input_format: str, output: Path) -> str:
@@ -70,30 +74,36 @@ def paused_gc() -> Iterator[None]:
 
 def convert(input_path: Path, output: Path, to: str | None = None, images_dir: Path | None = None,
             label_attr: str | None = None, category: str = "object", strict: bool = False,
-            overwrite: bool = False) -> ConvertResult:
-    """Convert annotations; see the module docstring. Raises SegcliError on bad input."""
+            overwrite: bool = False, instances: bool = False) -> ConvertResult:
+    """Convert annotations; see the module docstring. Raises SegcliError on bad input.
+    ``instances``: with ``to="masks"``, instance-id maps and instances.json, not class maps."""
     with paused_gc():
         return _convert(Path(input_path), Path(output), to, images_dir, label_attr, category,
-                        strict, overwrite)
+                        strict, overwrite, instances)
 
 
 def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | None,
-             label_attr: str | None, category: str, strict: bool, overwrite: bool) -> ConvertResult:
+             label_attr: str | None, category: str, strict: bool, overwrite: bool,
+             instances: bool) -> ConvertResult:
     detected = detect_format(input_path)
     input_format = detected[0]
     to = to or infer_output_format(input_format, output)
     if to not in OUTPUT_FORMATS:
         raise SegcliError(f"unknown output format {to!r} (choose from {', '.join(OUTPUT_FORMATS)})")
+    if instances and to != "masks":
+        raise SegcliError(f"--instances writes instance-id label masks, not {to}: use it with --to masks "
+                          "and an OUTPUT folder", output)
     inputs = [input_path] + ([images_dir] if images_dir is not None else [])
     input_folders = []
     if input_format == "masks":
         inputs += [classes for classes in [masks.find_classes_file(input_path)] if classes is not None]
+        inputs += [own for own in [input_path / masks.INSTANCES_FILE] if own.is_file()]
         input_folders.append(input_path)  # outputs inside it would be read back as part of it
     check_output_paths(output, to, inputs, input_folders, overwrite)  # fail fast, before reading
     ledger = Ledger(str(input_path))
     dataset = read_annotations(input_path, ledger, label_attr, category, images_dir, detected)
     ledger.raise_errors()
-    if to == "masks":
+    if to == "masks" and not instances:
         masks.check_mask_categories(dataset)
     if to in ("coco", "masks") and input_format != "masks":
         inputs.append(locate_images(dataset, images_dir, ledger))
@@ -101,11 +111,13 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
     check_output_paths(output, to, inputs, input_folders, overwrite)  # now with the images read
     if to == "masks" and output.is_dir():
         _refuse_foreign_folder(output)
-    built = build_output(dataset, to, ledger)
+    built = build_output(dataset, to, ledger, instances)
     _refuse_errors(ledger, strict, input_path)
+    label_maps = {}
     if callable(built):
         def write_checked(folder: Path) -> None:
-            built(folder)  # label maps are rasterised while they are written: check again after
+            label_maps.update(built(folder).to_json())
+            # label maps are rasterised (and their losses found) while they are written: check again
             _refuse_errors(ledger, strict, input_path)
 
         write_files_atomic(output, write_checked, overwrite)
@@ -113,9 +125,12 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
         write_json_atomic(output, built, overwrite)
     report = report_path(output)  # checked above: replacing it is what --overwrite asked for
     write_json_atomic(report, {"input": str(input_path), "input_format": dataset.source_format,
-                               "output": str(output), "to": to, **ledger.to_json()}, overwrite=True, indent=1)
-    images_written, objects_written = _count_written(built, to, dataset, ledger)
-    return ConvertResult(dataset, ledger, output, report, to, images_written, objects_written)
+                               "output": str(output), "to": to,
+                               **({"instances": instances, "label_maps": label_maps} if to == "masks" else {}),
+                               **ledger.to_json()}, overwrite=True, indent=1)
+    images_written, objects_written = _count_written(built, to, dataset, ledger, label_maps)
+    return ConvertResult(dataset, ledger, output, report, to, images_written, objects_written,
+                         label_maps if to == "masks" else None, instances)
 
 
 def check_output_paths(output: Path, to: str, inputs: list[Path], input_folders: list[Path],
@@ -151,11 +166,11 @@ def _refuse_errors(ledger: Ledger, strict: bool, input_path: Path) -> None:
                           f"first: {ledger.lossy[0].line()}", input_path, exit_code=1)
 
 
-def _count_written(built, to: str, dataset: Dataset, ledger: Ledger) -> tuple[int, int]:
+def _count_written(built, to: str, dataset: Dataset, ledger: Ledger, label_maps: dict) -> tuple[int, int]:
     if to == "coco":
         return len(built["images"]), len(built["annotations"])
     if to == "via":
         return len(built["_via_img_metadata"]), sum(len(v["regions"]) for v in built["_via_img_metadata"].values())
     skipped = {e.image for e in ledger.entries if e.action == "skipped"}
     kept = [img for img in dataset.images if img.file_name not in skipped]
-    return len(kept), sum(len(img.annotations) for img in kept)
+    return len(kept), label_maps["objects_read_back"]  # the objects the folder gives back

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from segcli.errors import SegcliError
 from segcli.fileio import read_json
-from segcli.formats import coco, masks, via, via3
+from segcli.formats import coco, instance_masks, masks, via, via3
 from segcli.formats.images import IMAGE_SUFFIXES, is_regular_file, resolve_images
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
@@ -64,6 +64,8 @@ def read_annotations(path: Path, ledger: Ledger, label_attr: str | None = None,
     path = Path(path)
     fmt, data = detected or detect_format(path)
     if fmt == "masks":
+        if instance_masks.is_instance_folder(path):
+            return instance_masks.read_instance_folder(path, ledger, images_dir)
         return masks.read_mask_folder(path, ledger, images_dir)
     if fmt == "via-csv":
         return via.read_via_csv(path, ledger, label_attr, default_category)
@@ -96,7 +98,9 @@ def default_image_folder(dataset: Dataset) -> tuple[Path, bool, str | None]:
     core = settings.get("core")
     default_path = core.get("default_filepath") if isinstance(core, dict) else None
     if not isinstance(default_path, str) or not default_path.strip():
-        from segcli.engine.split import recorded_part_images  # lazy: engine.split imports this module
+        from segcli.engine.split import (
+            recorded_part_images,  # lazy: engine.split imports this module
+        )
         recorded = recorded_part_images(dataset.source_path)  # a part `segcli split` wrote: originals
         if recorded is not None:
             return recorded, True, f"images looked for in {recorded}, where the split.json of this part records them"
@@ -166,12 +170,15 @@ def check_mask_sizes(dataset: Dataset, ledger: Ledger) -> None:
                              f"[{image.height}, {image.width}]", image.file_name, annotation.source)
 
 
-def build_output(dataset: Dataset, to: str, ledger: Ledger):
-    """The output for ``to``: a JSON-able dict (coco, via) or a writer function (masks)."""
+def build_output(dataset: Dataset, to: str, ledger: Ledger, instances: bool = False):
+    """The output for ``to``: a JSON-able dict (coco, via) or a writer function (masks; it
+    returns the ``mask_losses.LossCounts`` of what it wrote). ``instances``: instance-id masks."""
     if to == "coco":
         return coco.write_coco(dataset, ledger)
     if to == "via":
         return via.write_via_project(dataset, ledger)
+    if to == "masks" and instances:
+        return lambda folder: instance_masks.write_instance_folder(dataset, folder, ledger)
     if to == "masks":
         return lambda folder: masks.write_mask_folder(dataset, folder, ledger)
     raise SegcliError(f"unknown output format {to!r} (choose from {', '.join(OUTPUT_FORMATS)})")

@@ -3,9 +3,12 @@
 Written maps hold 0 for background, ``k`` for the k-th category (in category-id order, so
 ``classes.txt`` line k names it) and 255 for ignored pixels (crowd regions). Where objects overlap,
 the smaller object wins: objects are painted largest first, so a small object on a large one
-stays visible. Maps are 8-bit, or 16-bit PNG when there are more than 254 classes (at most
-65,535). Reading turns each connected component (8-connectivity) of each class into one instance.
-Palette ("P") PNGs, as PASCAL VOC and labelme write them, are read by index.
+stays visible. Maps are palette ("P") PNGs with PASCAL VOC's colours (index = class, 255 void),
+so a viewer shows the classes and PIL, VOC and MMSeg tools read the indices; 16-bit PNGs when
+there are more than 254 classes (at most 65,535). Reading turns each connected component
+(8-connectivity) of each class into one instance, so the writer lists in the ledger every object
+that cannot come back as it was (``mask_losses``). Palette PNGs, as PASCAL VOC and labelme write
+them, are read by index. Instance-id folders (``instance_masks``) keep every object.
 
 ``classes.txt`` holds one name a line, read back exactly (blank lines are skipped): names that
 a line cannot hold (blank, or with a line break or another control character) and duplicate
@@ -14,6 +17,7 @@ names are refused, on writing and on reading, so a class never takes another's i
 
 from __future__ import annotations
 
+import io
 import os
 import unicodedata
 from pathlib import Path
@@ -24,15 +28,17 @@ from PIL import Image
 
 from segcli.errors import SegcliError
 from segcli.fileio import read_text
-from segcli.formats import geometry
+from segcli.formats import geometry, mask_losses
 from segcli.formats.images import ImageFolder, files_inside, open_image, pixel_limit_problem, read_image_size
-from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
+from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image
 from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
 
 CLASS_FILES = ("classes.txt", "class_names.txt", "labels.txt")
 BACKGROUND_NAMES = {"_background_", "background", "__background__", "bg"}
 BACKGROUND = "_background_"
+INSTANCES_FILE = "instances.json"
+"""Beside instance-id PNGs: the class of each id (see ``instance_masks``)."""
 MAX_CLASSES = 65535
 """Most categories a label-mask folder holds: label PNGs are at most 16-bit."""
 
@@ -116,13 +122,14 @@ def read_label_map(path: Path) -> np.ndarray:
 
 
 def read_mask_folder(folder: Path, ledger: Ledger, images_dir: Path | None,
-                     classes_file: Path | None = None) -> Dataset:
-    """Read a folder of label PNGs into instances (one per connected component per class)."""
+                     classes_file: Path | None = None, names: list[str] | None = None) -> Dataset:
+    """Read a folder of label PNGs into instances (one per connected component per class).
+    ``names``: class names by value (0 background) to use when the folder has no classes file."""
     classes_file = classes_file or find_classes_file(folder)
-    if classes_file is None:
+    if classes_file is None and names is None:
         ledger.error(f"no classes file ({', '.join(CLASS_FILES)}) in the folder or its parent")
         return Dataset([], [], folder, "masks")
-    names = read_classes(classes_file)
+    names = read_classes(classes_file) if classes_file is not None else names
     categories = [Category(i, name) for i, name in enumerate(names[1:], start=1)]
     images_folder = ImageFolder(images_dir) if images_dir is not None else None
     images = []
@@ -248,14 +255,32 @@ def _number_within_class(values: np.ndarray) -> np.ndarray:
     return positions - np.maximum.accumulate(np.where(starts, positions, 0)) + 1
 
 
-def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
-    """Write one label PNG per image of known size into ``folder`` (created) plus classes.txt."""
+def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> mask_losses.LossCounts:
+    """Write one label PNG per image of known size into ``folder`` (created) plus classes.txt;
+    every object a read-back cannot give back (merged, hidden, split) goes to the ledger.
+    Returns the totals (objects painted, objects a read-back finds)."""
     check_mask_categories(dataset)
-    names = {id(image): _mask_name(image, dataset.source_path) for image in dataset.images if image.width is not None}
-    folder.mkdir(parents=True)
     index = {c.name: i for i, c in enumerate(dataset.categories, start=1)}
     dtype = np.uint8 if len(index) < IGNORE_INDEX else np.uint16
+    totals = mask_losses.LossCounts()
+    folder.mkdir(parents=True)
     (folder / "classes.txt").write_text(classes_text(list(index)), encoding="utf-8")
+    for image, target in mask_targets(dataset, folder, ledger):
+        painted = mask_losses.paint(image, rasterize_image(image, ledger))
+        values = np.array([IGNORE_INDEX if o.annotation.iscrowd else index[o.annotation.category]
+                           for o in painted.objects], dtype=np.int64)
+        counts = mask_losses.report_losses(painted, image, ledger, values)
+        for name, value in counts.to_json().items():
+            setattr(totals, name, getattr(totals, name) + value)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(encode_label_png(mask_losses.values_map(painted, values, dtype)))
+    return totals
+
+
+def mask_targets(dataset: Dataset, folder: Path, ledger: Ledger):
+    """(image, label-map path) for each image of known size; names are checked before the
+    first is yielded, and an image whose name another already took is skipped (ledger)."""
+    names = {id(image): _mask_name(image, dataset.source_path) for image in dataset.images if image.width is not None}
     written: set[str] = set()
     for image in dataset.images:
         if image.width is None:
@@ -266,15 +291,43 @@ def write_mask_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> None:
             ledger.add("skipped", f"name clash: another image already maps to {name}", image.file_name)
             continue
         written.add(name)
-        label_map = render_label_map(image, rasterize_image(image, ledger), index, dtype)
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # imencode + a Python write, not imwrite: OpenCV's path functions crash (SIGSEGV) on a
-        # path that is not UTF-8
-        encoded, data = cv2.imencode(".png", label_map)
-        if not encoded:
-            raise OSError(f"could not encode the label map of {target}")
-        target.write_bytes(data.tobytes())
+        yield image, folder / name
+
+
+def voc_palette() -> list[int]:
+    """PASCAL VOC's 256-colour palette (flat RGB): 0 black, 1 dark red, 2 green, ..., 255 the
+    cream VOC uses for void, so index 255 keeps its meaning."""
+    palette = []
+    for index in range(256):
+        red = green = blue = 0
+        code = index
+        for bit in range(8):
+            red |= ((code >> 0) & 1) << (7 - bit)
+            green |= ((code >> 1) & 1) << (7 - bit)
+            blue |= ((code >> 2) & 1) << (7 - bit)
+            code >>= 3
+        palette += [red, green, blue]
+    return palette
+
+
+VOC_PALETTE = voc_palette()
+
+
+def encode_label_png(label_map: np.ndarray) -> bytes:
+    """PNG bytes of a label map: a palette PNG (index = value) for 8-bit maps, so a viewer
+    shows the classes and every reader that honours palettes (PIL, VOC, MMSeg, segcli) gets the
+    indices; 16-bit greyscale otherwise. Bytes, not a path: OpenCV's path functions crash
+    (SIGSEGV) on a path that is not UTF-8, and callers write atomically."""
+    if label_map.dtype == np.uint8:
+        image = Image.fromarray(label_map)
+        image.putpalette(VOC_PALETTE)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
+    encoded, data = cv2.imencode(".png", label_map.astype(np.uint16))
+    if not encoded:
+        raise OSError("could not encode a label map")
+    return data.tobytes()
 
 
 NAME_MAX = 255
@@ -295,16 +348,17 @@ def _mask_name(image: ImageRecord, source: Path) -> str:
 
 
 def foreign_content(folder: Path) -> str | None:
-    """What in ``folder`` a label-mask folder written by ``write_mask_folder`` would not hold
-    (anything but classes.txt at the top and 8/16-bit single-channel PNGs), or None: such a
+    """What in ``folder`` a label-mask folder written by segcli would not hold (anything but
+    classes.txt or instances.json at the top and 8/16-bit single-channel or palette PNGs), or None: such a
     folder may hold the user's own files, so it must not be replaced. Stops at the first find."""
+    own_files = (folder / "classes.txt", folder / INSTANCES_FILE)
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
             path = Path(root) / name
-            if path.is_symlink() or not (path.is_dir() or path == folder / "classes.txt" or _is_label_png(path)):
+            if path.is_symlink() or not (path.is_dir() or path in own_files or _is_label_png(path)):
                 return f"{path.relative_to(folder).as_posix()!r}, which is not a label map"
-    if any(folder.iterdir()) and not _is_regular(folder / "classes.txt"):
-        return "label maps but no classes.txt"
+    if any(folder.iterdir()) and not any(_is_regular(path) for path in own_files):
+        return f"label maps but no classes.txt or {INSTANCES_FILE}"
     return None
 
 
@@ -317,7 +371,7 @@ def _is_label_png(path: Path) -> bool:
         return False
     try:
         with Image.open(path) as image:  # the header only
-            return image.format == "PNG" and image.mode in ("L", "I;16")
+            return image.format == "PNG" and image.mode in ("L", "P", "I;16")
     except (OSError, ValueError, Image.DecompressionBombError):
         return False
 

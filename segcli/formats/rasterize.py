@@ -52,7 +52,13 @@ def render_label_map(image: ImageRecord, objects: list[ObjectMask], class_index:
     crowd regions are painted first and ordinary objects over them.
     """
     label_map = np.zeros((image.height, image.width), dtype=dtype)
-    for obj in sorted(objects, key=lambda o: (-o.annotation.iscrowd, -o.area)):
+    for obj in paint_order(objects):
         value = IGNORE_INDEX if obj.annotation.iscrowd else class_index[obj.annotation.category]
         label_map[geometry.rle_to_mask(obj.rle)] = value
     return label_map
+
+
+def paint_order(objects: list[ObjectMask]) -> list[ObjectMask]:
+    """The order objects are painted into a label map: crowd regions first, then the largest
+    first (ties in file order), so that a small object on a large one stays visible."""
+    return sorted(objects, key=lambda o: (-o.annotation.iscrowd, -o.area))
