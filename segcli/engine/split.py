@@ -127,7 +127,7 @@ def assign_parts(groups: list[ImageGroup], fractions: dict[str, float], seed: in
     memberships (a heap picks the class with the fewest images left), so 100,000 images of
     1,000 classes take seconds."""
     sizes = part_sizes(len(groups), fractions, source)
-    order = sorted(groups, key=lambda g: g.key)
+    order = sorted(groups, key=lambda g: (min(g.names), g.key))  # by name: not by file order nor folder
     random.Random(seed).shuffle(order)
     rank = {g.key: i for i, g in enumerate(order)}
     images_of: dict[str, list[ImageGroup]] = {}

@@ -156,6 +156,26 @@ def test_stats_and_convert_find_the_images_of_a_coco_part(tmp_path):
     assert json.loads(run("stats", alone / "val.json", "--json").stdout)["images_found"] == 0
 
 
+def test_entries_naming_one_image_stay_together_and_file_order_does_not_matter(tmp_path):
+    plan = class_plan(common=10)
+    root = tmp_path / "data"
+    for index, name in enumerate(plan, start=1):
+        write_image(root / name, 32, 32, seed=index)
+    entries = [(f"{n}-1", {"filename": n, "size": -1, "file_attributes": {}, "regions": via_regions(c)})
+               for n, c in plan.items()]
+    entries.append(("img07.png-2", {"filename": "img07.png", "size": -1, "file_attributes": {},
+                                    "regions": via_regions(["rare"])}))  # the same image listed twice
+    forward = write_json(root / "forward.json", dict(entries))
+    backward = write_json(root / "backward.json", dict(reversed(entries)))
+    for annotations in (forward, backward):
+        assert run("split", annotations, "--val", 0.3, "--out", tmp_path / annotations.stem).exit_code == 0
+    assert part_names(tmp_path / "forward", "val") == part_names(tmp_path / "backward", "val")
+    for part in ("train", "val"):
+        data = json.loads((tmp_path / "forward" / part / f"{part}.json").read_text())
+        keys = {k for k in data if k.startswith("img07.png")}
+        assert keys in (set(), {"img07.png-1", "img07.png-2"})
+
+
 def _via_export(root: Path, plan: dict[str, list[str]], version: int) -> Path:
     data = {}
     for index, (name, classes) in enumerate(plan.items(), start=1):
@@ -333,6 +353,24 @@ def test_a_full_disk_leaves_nothing_half_written(tmp_path):
     assert_refused(subprocess.CompletedProcess([], done.returncode, done.stdout,
                                                "\n".join(line for line in done.stderr.splitlines() if line not in left)),
                    "No space left on device")
+
+
+def test_every_malformed_corpus_file_is_one_error_line(tmp_path):
+    """tests/data/bad (see test_bad_inputs.py): a file unreadable as a whole or with an invalid
+    entry is refused naming the file and the item, nothing written; no file makes a traceback."""
+    from tests.cli.test_bad_inputs import ANNOTATIONS, copy_bad
+    from tests.cli.test_bad_inputs import write_image as write_corpus_image
+
+    for number, (name, (kind, fragments)) in enumerate(ANNOTATIONS.items()):
+        folder = tmp_path / str(number)
+        write_corpus_image(folder / "a.png")
+        source = copy_bad(name, folder)
+        out = folder / "out"
+        result = run("split", source, "--out", out)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (name, repr(result.exception))
+        if kind in ("parse", "content"):
+            line = assert_refused(result, source.name, *fragments)
+            assert not out.exists(), (name, line)
 
 
 def test_out_inside_an_input_mask_folder_is_refused(tmp_path):
