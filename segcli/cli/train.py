@@ -290,7 +290,7 @@ def train(
       segcli train --resume runs/instance/exp --epochs 40
       torchrun --nproc_per_node 2 -m segcli train data/ --device cpu
     """
-    from segcli.engine.trainer import TrainConfig, Trainer
+    from segcli.engine.trainer import RunFinished, TrainConfig, Trainer
 
     with user_errors():
         check_options({"--epochs": epochs, "--batch": batch, "--imgsz": imgsz, "--workers": workers,
@@ -314,6 +314,8 @@ def train(
                     fp16_weights=fp16_weights, model_args=_model_args(model_arg))
                 trainer = Trainer.new(config, printer)
             trainer.run()
+        except RunFinished as finished:  # nothing to do is not an error: exit 0, nothing written
+            printer.on_message(finished.message)
         finally:
             printer.stop()
 

@@ -131,6 +131,28 @@ class TrainState:
     partial: dict = field(default_factory=dict)  # that epoch's running sums, images, seconds, lr
 
 
+class RunFinished(Exception):
+    """``--resume`` of a run that has done every epoch asked: nothing to train, nothing is
+    written. ``message`` says so and how to extend the run (``--epochs N`` with N larger)."""
+
+    def __init__(self, folder: Path, epochs_done: int, epochs: int, asked: int | None):
+        self.folder, self.epochs_done, self.epochs = folder, epochs_done, epochs
+        fewer = f" (--epochs {asked} is not more)" if asked is not None and asked != epochs else ""
+        self.message = (f"{folder} is already finished: {epochs_done} of {epochs} epochs done{fewer}; to train it "
+                        f"longer give the new total: segcli train --resume {folder} --epochs N with N > {epochs_done}")
+        super().__init__(self.message)
+
+
+def check_resume_epochs(folder: Path, done: int, epochs: int, asked: int | None) -> None:
+    """RunFinished when the run has done its epochs (and --epochs asks for no more); SegcliError
+    when --epochs asks for fewer than a stopped run has already done."""
+    if done >= epochs and (asked is None or asked <= done):
+        raise RunFinished(folder, done, epochs, asked)
+    if asked is not None and asked <= done:
+        raise SegcliError(f"--epochs {asked}: this run has already done {done} epochs; give more than {done}, "
+                          f"or leave --epochs out to finish its {epochs}", folder)
+
+
 class _Stop(Exception):
     """A signal arrived: stop at this point (carried out of the loops to ``Trainer.run``)."""
 
@@ -204,7 +226,11 @@ class Trainer:
     @classmethod
     def resume(cls, folder: Path, on_event: Event = lambda *a, **k: None, epochs: int | None = None,
                task: str | None = None, device: str | None = None, workers: int | None = None) -> Trainer:
-        """Continue the run in ``folder`` from its last.pt (``epochs`` extends it)."""
+        """Continue the run in ``folder`` from its last.pt (``epochs`` extends it).
+
+        Raises:
+            RunFinished: the run has done its epochs and ``epochs`` asks for no more.
+        """
         folder = Path(folder)
         args_path, last = folder / "args.json", folder / "weights" / "last.pt"
         if not args_path.is_file() or not last.is_file():
@@ -216,6 +242,8 @@ class Trainer:
             raise SegcliError(f"this run trained a {saved['task']} model; --task {task} cannot resume it", folder)
         payload = read_checkpoint(last)
         check_training(payload.get("training"), last)
+        # before anything is built or touched
+        check_resume_epochs(folder, payload["training"]["state"].get("epoch", 0), saved["epochs"], epochs)
         if int(os.environ.get("RANK", "0")) == 0:  # what a kill -9 left of atomic writes
             for place in (folder, folder / "weights"):
                 remove_temporaries(place)

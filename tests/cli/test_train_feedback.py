@@ -130,6 +130,19 @@ def test_resume_of_a_finished_run_says_so_and_rewrites_nothing(logged, data):
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == times
 
 
+def test_resume_epochs_fewer_than_done_is_refused_and_more_extends(tmp_path):
+    from segcli.engine.trainer import RunFinished, check_resume_epochs
+    from segcli.errors import SegcliError
+
+    with pytest.raises(SegcliError, match="--epochs 4: this run has already done 5 epochs; give more than 5, "
+                                          "or leave --epochs out to finish its 10"):
+        check_resume_epochs(tmp_path, 5, 10, 4)
+    with pytest.raises(RunFinished, match=r"3 of 3 epochs done \(--epochs 2 is not more\)"):
+        check_resume_epochs(tmp_path, 3, 3, 2)
+    for done, epochs, asked in ((5, 10, None), (5, 10, 6), (3, 3, 4), (0, 1, None)):
+        check_resume_epochs(tmp_path, done, epochs, asked)  # something left to train
+
+
 def test_articles_fit_the_next_word(logged, data):
     from segcli.engine.trainer import TrainConfig, Trainer
     from segcli.errors import SegcliError
