@@ -60,7 +60,8 @@ def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: st
     """
     annotation = annotation_path(path)
     if images_dir is None and Path(path).is_dir():
-        images_dir = Path(path)
+        from segcli.engine.split import recorded_part_images  # a part of `segcli split`: images stay in place
+        images_dir = recorded_part_images(annotation) or Path(path)
     ledger = Ledger(str(annotation))
     detected = detect_format(annotation)
     dataset = read_annotations(annotation, ledger, label_attr, images_dir=images_dir, detected=detected)

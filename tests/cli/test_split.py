@@ -176,6 +176,18 @@ def test_entries_naming_one_image_stay_together_and_file_order_does_not_matter(t
         assert keys in (set(), {"img07.png-1", "img07.png-2"})
 
 
+def test_eval_takes_a_part_folder_as_ground_truth(tmp_path):
+    """`segcli eval --gt DIR/val` (a split folder, as README's `segcli eval data/val`) finds the
+    part's images through split.json: a VIA part needs them for its sizes."""
+    annotations = via_project_dataset(tmp_path / "data", class_plan(common=6))
+    out = tmp_path / "split"
+    assert run("split", annotations, "--out", out).exit_code == 0
+    predictions = write_json(tmp_path / "predictions.json", [])
+    result = run("eval", "--gt", out / "val", "--pred", predictions, "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
 def _via_export(root: Path, plan: dict[str, list[str]], version: int) -> Path:
     data = {}
     for index, (name, classes) in enumerate(plan.items(), start=1):
