@@ -9,7 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from segcli.cli.common import CategoryOption, ImagesOption, LabelAttrOption, check_option, console, user_errors
+from segcli.cli.common import (
+    CategoryOption,
+    ImagesOption,
+    LabelAttrOption,
+    check_option,
+    console,
+    user_errors,
+)
 
 MAX_TABLE_CATEGORIES = 1000
 """Categories printed in the table (split.json lists all), as in ``segcli stats``."""

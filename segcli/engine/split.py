@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segcli.errors import SegcliError
-from segcli.fileio import atomic_path, read_json, read_text, refuse_writing_inputs, write_json_atomic
+from segcli.fileio import (
+    atomic_path,
+    read_json,
+    read_text,
+    refuse_writing_inputs,
+    write_json_atomic,
+)
 from segcli.formats import masks
 from segcli.formats.images import is_regular_file
 from segcli.formats.io import detect_format, locate_images, read_annotations
@@ -201,9 +207,9 @@ class _Assignment:
 
 # ------------------------------------------------------------------ reading
 
-def read_groups(dataset: Dataset) -> tuple[list[ImageGroup], dict[str, str]]:
-    """The images as groups (entries naming one file go together: by resolved path when found, else
-    by name) and name -> group key."""
+def read_groups(dataset: Dataset) -> list[ImageGroup]:
+    """The images as groups: entries naming one file go together (by resolved path when found,
+    else by name)."""
     groups: dict[str, ImageGroup] = {}
     key_of: dict[str, str] = {}
     for image in dataset.images:
@@ -214,7 +220,7 @@ def read_groups(dataset: Dataset) -> tuple[list[ImageGroup], dict[str, str]]:
         key_of[image.file_name] = key
     for group in groups.values():
         group.classes = frozenset(group.objects)
-    return list(groups.values()), key_of
+    return list(groups.values())
 
 
 def load(annotations: Path, images_dir: Path | None, label_attr: str | None,
@@ -333,7 +339,7 @@ def split_dataset(annotations: Path, out: Path, val: float = 0.2, test: float | 
         raise SegcliError("file not found", annotations)
     check_out(out, annotations, images_dir)
     dataset, data, folder = load(annotations, images_dir, label_attr, category)
-    groups, key_of = read_groups(dataset)
+    groups = read_groups(dataset)
     part_of = assign_parts(groups, fractions, seed, annotations)
     by_part = {part: [g for g in sorted(groups, key=lambda g: g.key) if part_of[g.key] == part] for part in fractions}
     classes = class_table(dataset, by_part)

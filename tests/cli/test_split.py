@@ -13,7 +13,15 @@ import pytest
 from segcli.engine.train_data import resolve_splits
 from segcli.formats.io import detect_format, read_annotations
 from segcli.ledger import Ledger
-from tests.helpers import assert_refused, region, run, snapshot, via2_project, write_image, write_json
+from tests.helpers import (
+    assert_refused,
+    region,
+    run,
+    snapshot,
+    via2_project,
+    write_image,
+    write_json,
+)
 
 
 def _square(x: float, y: float, side: float = 6) -> list[float]:
@@ -167,8 +175,8 @@ def test_entries_naming_one_image_stay_together_and_file_order_does_not_matter(t
                                     "regions": via_regions(["rare"])}))  # the same image listed twice
     forward = write_json(root / "forward.json", dict(entries))
     backward = write_json(root / "backward.json", dict(reversed(entries)))
-    for annotations in (forward, backward):
-        assert run("split", annotations, "--val", 0.3, "--out", tmp_path / annotations.stem).exit_code == 0
+    for source in (forward, backward):
+        assert run("split", source, "--val", 0.3, "--out", tmp_path / source.stem).exit_code == 0
     assert part_names(tmp_path / "forward", "val") == part_names(tmp_path / "backward", "val")
     for part in ("train", "val"):
         data = json.loads((tmp_path / "forward" / part / f"{part}.json").read_text())
@@ -358,7 +366,7 @@ def test_a_full_disk_leaves_nothing_half_written(tmp_path):
     split = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "segcli", "split", str(masks), "--out", str(disk / "parts")])
     script = (f"mount -t tmpfs -o size=40k tmpfs {shlex.quote(str(disk))} || exit 99; {split}; rc=$?; "
               f"find {shlex.quote(str(disk))} -mindepth 1 | sed 's/^/LEFT /' 1>&2; exit $rc")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], check=False, capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2], env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     left = [line for line in done.stderr.splitlines() if line.startswith("LEFT ")]
     assert left == [], done.stderr
