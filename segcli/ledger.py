@@ -16,7 +16,11 @@ from segcli.errors import SegcliError
 ERROR = "error"
 MISSING = "missing"
 LOSSY_ACTIONS = ("dropped", "skipped", "clipped", "repaired", "changed")
-INFO_ACTIONS = ("converted", "kept", "defaulted", "renumbered", "matched")
+REPAIRED_SAME_MASK = "repaired (mask unchanged)"
+"""A geometry repair whose rasterised mask equals the original's: what COCO holds and a model
+trains on is the same, so it is noted but is not a change (``--strict`` and ``stats --check``
+pass)."""
+INFO_ACTIONS = ("converted", "kept", "defaulted", "renumbered", "matched", REPAIRED_SAME_MASK)
 ACTIONS = (ERROR, MISSING) + LOSSY_ACTIONS + INFO_ACTIONS
 
 

@@ -17,6 +17,8 @@ import shapely
 from pycocotools import mask as mask_utils
 from shapely.geometry import MultiPolygon, Polygon, box
 
+from segcli.ledger import REPAIRED_SAME_MASK
+
 Note = Callable[[str, str], None]
 """Callback ``note(action, reason)`` that records a ledger entry for the current object."""
 
@@ -167,8 +169,11 @@ def clean_polygon(points: np.ndarray, width: int, height: int, note: Note) -> tu
         before = abs(shoelace_area(points))
         parts = polygon_parts(shapely.make_valid(polygon))
         after = sum(p.area for p in parts)
-        note("repaired", f"invalid polygon made valid: {shapely.is_valid_reason(polygon)}, "
-             f"area {before:.1f} -> {after:.1f} px2, {len(parts)} part(s)")
+        same = same_mask(points, parts, width, height)
+        note(REPAIRED_SAME_MASK if same else "repaired",
+             f"invalid polygon made valid: {shapely.is_valid_reason(polygon)}, "
+             f"area {before:.1f} -> {after:.1f} px2, {len(parts)} part(s)"
+             + ("; mask unchanged (the same pixels once rasterised)" if same else "; the rasterised mask changed"))
     if not inside:
         frame = box(0, 0, width, height)
         before = sum(p.area for p in parts)
@@ -181,6 +186,16 @@ def clean_polygon(points: np.ndarray, width: int, height: int, note: Note) -> tu
             return [], True
         note("clipped", f"extends outside the image: {width}x{height}, area {before:.1f} -> {after:.1f} px2")
     return [p for p in parts if p.area > 0] or _dropped_flat(note), True
+
+
+def same_mask(points: np.ndarray, parts: list[Polygon], width: int, height: int) -> bool:
+    """True when the repaired ``parts`` rasterise to exactly the pixels of the original outline
+    ``points`` (as pycocotools rasterises it, clipped to the image): then the repair changes
+    nothing a COCO reader or a model sees."""
+    if not parts:
+        return False
+    original = polygons_to_rle([points_to_flat(points)], height, width)
+    return bool(np.array_equal(rle_to_mask(original), rle_to_mask(shapely_to_rle(parts, height, width))))
 
 
 def count_self_crossings(points: np.ndarray, limit: int) -> int:
