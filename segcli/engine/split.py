@@ -290,17 +290,13 @@ def _csv_part(source: Path, names: set[str]) -> str:
     return buffer.getvalue()
 
 
-INSTANCES_FILE = "instances.json"
-"""Beside instance-id PNGs (``segcli convert --to masks --instances``): each id's class."""
-
-
 def _mask_part(source: Path, folder: Path, names: set[str]) -> None:
     """A label-mask part: the PNGs of its images and the class file (or, for an instance-id
     folder, ``instances.json`` holding only the part's images, categories unchanged)."""
-    if is_regular_file(source / INSTANCES_FILE):
-        document = read_json(source / INSTANCES_FILE)  # checked whole by the reader already
+    if is_regular_file(source / masks.INSTANCES_FILE):
+        document = read_json(source / masks.INSTANCES_FILE)  # checked whole by the reader already
         entries = [e for e in document["images"] if (e.get("file_name") or e["mask"]) in names]
-        write_json_atomic(folder / INSTANCES_FILE, {**document, "images": entries}, indent=1)
+        write_json_atomic(folder / masks.INSTANCES_FILE, {**document, "images": entries}, indent=1)
         masks_to_copy = [e["mask"] for e in entries]
     else:
         classes = masks.find_classes_file(source)
