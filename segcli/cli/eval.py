@@ -38,7 +38,7 @@ def evaluate(
     pred: Annotated[Path | None, typer.Option("--pred", help="Predictions: COCO results JSON (instance) or a folder of label PNGs (semantic).")] = None,
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Predict with this checkpoint, then score (default: the shipped instance model).")] = None,
     task: Annotated[Task, typer.Option("--task", help="Without --weights or --pred: the shipped instance or semantic model.")] = Task.instance,
-    images: Annotated[Path | None, typer.Option("--images", "-i", help="Image folder (default: beside the annotation file).", file_okay=False)] = None,
+    images: Annotated[Path | None, typer.Option("--images", "-i", help="Image folder (default: beside the annotation file; with a label-mask ground truth and a model: required).", file_okay=False)] = None,
     conf: Annotated[float, typer.Option("--conf", help="Score threshold when predicting, 0-1 (COCO AP wants a low one).")] = 0.05,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json and plots (default runs/eval/exp, exp2, ...).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics JSON here.")] = None,
@@ -47,6 +47,7 @@ def evaluate(
     ignore_index: Annotated[int, typer.Option("--ignore-index", help="Semantic: ground-truth label value not scored (0-65535).")] = 255,
     worst: Annotated[int, typer.Option("--worst", help="Instance: list this many images with the most errors.")] = 10,
     label_attr: LabelAttrOption = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="Label-mask folders without classes.txt: names of label values 1, 2, ... (e.g. circle,square; 0 is the background). Default with a model: the model's classes.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees, 32-8192 (default: the checkpoint's).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Images per forward pass (1-256).")] = 4,
@@ -60,17 +61,21 @@ def evaluate(
       segcli eval data/val --weights runs/instance/exp/weights/best.pt
       segcli eval --pred runs/predict/exp/predictions.json --gt data/val/via_project.json
       segcli eval --pred runs/predict/exp2/masks --gt data/val/via_project.json     # semantic
+      segcli eval --gt data/val/masks --images data/val/images --task semantic     # label PNGs as ground truth
+      segcli eval --gt data/val --pred runs/eval/exp/predictions.json             # re-check an eval run
     """
+    from segcli.engine.eval_inputs import parse_classes
     from segcli.engine.eval_run import EvalOptions, run_eval
 
     with user_errors():
         check_options(conf, ignore_index, worst, imgsz, batch, workers)
+        class_names = parse_classes(classes)
     if data is not None and gt is not None:
         err_console.print("[red]error:[/] give DATA or --gt, not both")
         raise typer.Exit(2)
     options = EvalOptions(gt=gt or data, pred=pred, weights=weights, task=task.value, images=images, out=out, json_path=json_path,
                           conf=conf, backend=backend.value, segm_area=segm_area.value, ignore_index=ignore_index, worst=worst,
-                          label_attr=label_attr, device=device, imgsz=imgsz, batch=batch, workers=workers)
+                          label_attr=label_attr, classes=class_names, device=device, imgsz=imgsz, batch=batch, workers=workers)
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     bar = None
 

@@ -2,7 +2,9 @@
 
 Ground truth is any annotation file segcli reads (a COCO file is scored as it is on disk, so the
 figures equal a direct pycocotools call; VIA and the rest go through segcli's COCO writer, which
-needs the images for their sizes), or a folder of label PNGs for semantic scoring. Predictions are
+needs the images for their sizes), or a folder of label PNGs (scored as they are for semantic,
+as one instance per connected component and class for instance AP; without a classes file, the
+names of its values come from ``--classes`` or the model, and a note says which). Predictions are
 COCO results (or a COCO file whose annotations carry scores, such as ``segcli predict``'s
 dataset.json). When the predictions know their image file names and category names (a
 dataset.json beside predictions.json), they are joined to the ground truth by name, so differing
@@ -18,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from segcli.engine.train_data import find_annotation_file
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_article
 from segcli.fileio import read_json
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
-from segcli.formats.io import detect_format, locate_images, read_annotations
 from segcli.formats.images import files_inside
-from segcli.formats.masks import CLASS_FILES, find_classes_file, read_classes, read_label_map
+from segcli.formats.io import detect_format, locate_images, read_annotations
+from segcli.formats.masks import (BACKGROUND, CLASS_FILES, check_class_names, find_classes_file, read_classes,
+                                  read_label_map, read_mask_folder)
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
@@ -38,6 +41,7 @@ class GroundTruth:
     dataset: Dataset
     annotation: Path
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -53,11 +57,14 @@ def annotation_path(path: Path) -> Path:
 
 
 def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: str | None = None,
-                      need_images: bool = False) -> GroundTruth:
-    """Read ground truth from an annotation file or split folder.
+                      need_images: bool = False, mask_classes: MaskClasses | None = None) -> GroundTruth:
+    """Read ground truth from an annotation file, split folder or label-mask folder.
 
     ``need_images``: the images themselves are needed (predicting with a model), not only sizes.
+    ``mask_classes``: the class names of a label-mask folder without a classes file.
     """
+    if is_mask_folder(path):
+        return _mask_ground_truth(Path(path), images_dir, need_images, mask_classes or MaskClasses())
     annotation = annotation_path(path)
     if images_dir is None and Path(path).is_dir():
         from segcli.engine.split import recorded_part_images  # a part of `segcli split`: images stay in place
@@ -88,6 +95,70 @@ def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: st
     if not coco["images"]:
         raise SegcliError("ground truth has no images", annotation)
     return GroundTruth(coco, dataset, annotation, warnings)
+
+
+@dataclass
+class MaskClasses:
+    """Class names (values 1, 2, ...) for label-mask folders without a classes file: ``given``
+    by --classes, else ``fallback`` (the model's, with a model) described by ``fallback_from``."""
+
+    given: list[str] | None = None
+    fallback: list[str] | None = None
+    fallback_from: str = "the model"
+
+    def names_for(self, folder: Path) -> tuple[list[str], str]:
+        """(names by value, 0 background; where they came from) for mask folder ``folder``."""
+        found = find_classes_file(folder)
+        if found is not None:
+            return read_classes(found), str(found)
+        if self.given:
+            return [BACKGROUND, *self.given], "--classes"
+        if self.fallback:
+            return [BACKGROUND, *self.fallback], self.fallback_from
+        raise SegcliError(f"no classes file ({', '.join(CLASS_FILES)}) in the mask folder or its parent: "
+                          "pass --classes NAME1,NAME2,... (the classes of label values 1, 2, ...)", folder)
+
+
+def parse_classes(text: str | None) -> list[str] | None:
+    """``--classes a,b,c``: the names of label values 1, 2, 3 (0 is the background)."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        raise SegcliError("--classes needs at least one name, e.g. --classes circle,square")
+    check_class_names(names, "--classes")  # blank, twice or unwritable in a classes.txt
+    return names
+
+
+def mapping_note(folder: Path, names: list[str], source: str) -> str:
+    """One line saying which label value means which class, and where that came from."""
+    values = _some([f"{value} {name}" for value, name in enumerate(names)], 20)
+    return f"{folder}: label values {values} (classes from {source})"
+
+
+def _mask_ground_truth(folder: Path, images_dir: Path | None, need_images: bool,
+                       mask_classes: MaskClasses) -> GroundTruth:
+    """A label-mask folder as instance ground truth: one object per connected component and
+    class (``segcli convert``'s reading); image file names when ``images_dir`` holds them."""
+    names, source = mask_classes.names_for(folder)
+    if need_images and images_dir is None:
+        raise SegcliError("a label-mask ground truth needs --images DIR (the images the masks belong to)", folder)
+    ledger = Ledger(str(folder))
+    dataset = read_mask_folder(folder, ledger, Path(images_dir) if images_dir is not None else None, names=names)
+    ledger.raise_errors()
+    warnings = []
+    if images_dir is not None:
+        missing = [image.file_name for image in dataset.images if image.path is None]
+        if missing and len(missing) == len(dataset.images):
+            raise SegcliError(f"none of the {len(missing)} label maps has its image in {images_dir} "
+                              "(an image named like the mask, any image suffix)", folder)
+        if missing:
+            warnings.append(f"{len(missing)} label map(s) without an image in {images_dir}, left out: {_some(missing)}")
+            dataset.images = [image for image in dataset.images if image.path is not None]
+    coco = write_coco(dataset, ledger)
+    if not coco["images"]:
+        raise SegcliError("no label PNGs in the mask folder", folder)
+    return GroundTruth(coco, dataset, folder, warnings, [mapping_note(folder, names, source)])
 
 
 @dataclass
@@ -143,7 +214,7 @@ def _check_coco_names(data: dict, path: Path) -> None:
     for key, name_key, what in (("images", "file_name", "image"), ("categories", "name", "category")):
         entries = data.get(key)
         if entries is None:
-            raise SegcliError(f"a COCO file of predictions needs an '{key}' list (to join by name); "
+            raise SegcliError(f"a COCO file of predictions needs {with_article(repr(key))} list (to join by name); "
                               f"a plain list of results is joined by id", path)
         if not isinstance(entries, list):
             raise SegcliError(f"'{key}' must be a list, got {type(entries).__name__}", path)
@@ -253,13 +324,22 @@ def _image_map(truth: GroundTruth, predictions: Predictions, warnings: list[str]
     by_name = {img["file_name"]: img["id"] for img in truth.coco["images"]}
     by_base = Counter(Path(name).name for name in by_name)
     base_ids = {Path(name).name: i for name, i in by_name.items() if by_base[Path(name).name] == 1}
-    mapping, missing = {}, []
+    # label maps read without their images are named NAME.png: an image NAME.jpg is theirs
+    by_stem = Counter(Path(name).stem for name in by_name)
+    stem_ids = ({Path(name).stem: i for name, i in by_name.items() if by_stem[Path(name).stem] == 1}
+                if truth.dataset.source_format == "masks" else {})
+    mapping, missing, by_stem_only = {}, [], 0
     for pred_id, name in predictions.image_names.items():
         gt_id = by_name.get(name, base_ids.get(Path(name).name))
+        if gt_id is None and Path(name).stem in stem_ids:
+            gt_id, by_stem_only = stem_ids[Path(name).stem], by_stem_only + 1
         if gt_id is None:
             missing.append(name)
         else:
             mapping[pred_id] = gt_id
+    if by_stem_only:
+        warnings.append(f"{by_stem_only} predicted image(s) joined to the label map of the same name without its "
+                        "extension (pass --images to join by image file)")
     if missing:
         warnings.append(f"{len(missing)} predicted image(s) not in the ground truth: {_some(missing)}")
     return mapping
@@ -298,6 +378,7 @@ class LabelMaps:
     maps: dict[str, Path | np.ndarray]
     source: Path
     binary_255: bool = False  # a one-class 0/255 mask set: 255 means the class, not "ignore"
+    classes_from: str = ""  # the classes file, "--classes", "the model"... (for the mapping note)
 
     def find(self, key: str) -> str | None:
         """The key of ``key``'s map: the same relative stem, else the same base name if unique."""
@@ -330,20 +411,18 @@ def is_mask_folder(path: Path) -> bool:
         p.suffix.lower() in (".json", ".csv") and not p.name.endswith(".report.json") for p in path.iterdir())
 
 
-def read_mask_maps(folder: Path, default_names: list[str] | None = None) -> LabelMaps:
-    """Label PNGs under ``folder`` (keys: relative path without suffix) and its classes file."""
+def read_mask_maps(folder: Path, mask_classes: MaskClasses | None = None) -> LabelMaps:
+    """Label PNGs under ``folder`` (keys: relative path without suffix) and its class names
+    (its classes file, else as ``mask_classes`` says)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SegcliError("mask folder not found", folder)
-    classes = find_classes_file(folder)
-    names = read_classes(classes) if classes else default_names
-    if names is None:
-        raise SegcliError(f"no classes file ({', '.join(CLASS_FILES)}) in the mask folder or its parent", folder)
+    names, source = (mask_classes or MaskClasses()).names_for(folder)
     maps = {p.relative_to(folder).with_suffix("").as_posix(): p
             for p in files_inside(folder, sorted(folder.rglob("*.png"))) if not p.name.startswith(".")}
     if not maps:
         raise SegcliError("no label PNGs in the mask folder", folder)
-    return LabelMaps(names, maps, folder, binary_255=_looks_binary_255(names, maps))
+    return LabelMaps(names, maps, folder, binary_255=_looks_binary_255(names, maps), classes_from=source)
 
 
 def _looks_binary_255(names: list[str], maps: dict[str, Path]) -> bool:

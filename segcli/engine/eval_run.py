@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from segcli.engine.eval_inputs import (LabelMaps, class_value_map, ground_truth_maps, is_mask_folder,
-                                       join_predictions, load_ground_truth, load_predictions, read_mask_maps)
+from segcli.engine.eval_inputs import (LabelMaps, MaskClasses, class_value_map, ground_truth_maps, is_mask_folder,
+                                       join_predictions, load_ground_truth, load_predictions, mapping_note,
+                                       read_mask_maps)
 from segcli.engine.eval_output import StagedOutput, check_output_paths
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
-from segcli.engine.predict_outputs import coco_results
 from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
+from segcli.engine.predict_outputs import coco_results
 from segcli.errors import SegcliError
-from segcli.formats import geometry
 from segcli.fileio import refuse_writing_inputs, write_json_atomic
 
 COCO_MAX_DETS = 100
@@ -49,6 +49,7 @@ class EvalOptions:
     ignore_index: int = 255
     worst: int = 10
     label_attr: str | None = None
+    classes: list[str] | None = None  # names of label values 1, 2, ... of mask folders without a classes file
     device: str = "auto"
     imgsz: int | None = None
     batch: int = 4
@@ -108,11 +109,12 @@ def check_out_path(options: EvalOptions) -> None:
 
 
 def _instance_files(options: EvalOptions) -> dict:
-    truth = load_ground_truth(options.gt, options.images, options.label_attr)
+    truth = load_ground_truth(options.gt, options.images, options.label_attr, mask_classes=MaskClasses(options.classes))
     predictions = load_predictions(options.pred)
     results, warnings = join_predictions(truth, predictions)
     report = instance_report(truth.coco, results, options.backend, options.worst, segm_area=options.segm_area)
     report["warnings"] = truth.warnings + warnings + report["warnings"]
+    report["notes"] = truth.notes + report["notes"]
     report["inputs"] = {"ground_truth": str(truth.annotation), "predictions": str(options.pred)}
     return report
 
@@ -194,17 +196,23 @@ def _public(scores: dict | None) -> dict | None:
 
 def _semantic_files(options: EvalOptions) -> dict:
     warnings: list[str] = []
+    notes: list[str] = []
     if is_mask_folder(options.gt):
-        truth = read_mask_maps(options.gt)
+        truth = read_mask_maps(options.gt, MaskClasses(options.classes))
+        notes.append(mapping_note(Path(options.gt), truth.names, truth.classes_from))
     else:
         loaded = load_ground_truth(options.gt, options.images, options.label_attr)
         warnings += loaded.warnings
         truth = ground_truth_maps(loaded)
-    predicted = read_mask_maps(options.pred, default_names=truth.names)
+    # predicted label maps without a classes file: --classes, else the ground truth's classes
+    predicted = read_mask_maps(options.pred, MaskClasses(options.classes, truth.names[1:], "the ground truth"))
+    if predicted.classes_from in ("--classes", "the ground truth"):
+        notes.append(mapping_note(Path(options.pred), predicted.names, predicted.classes_from))
     for maps in (truth, predicted):
         if maps.binary_255:
             warnings.append(f"{maps.source}: one-class masks of 0 and 255: 255 read as the class, not as ignore")
     report = semantic_report(truth, predicted, options.ignore_index, warnings)
+    report["notes"] = notes + report["notes"]
     report["inputs"] = {"ground_truth": str(options.gt), "predictions": str(options.pred)}
     return report
 
@@ -276,52 +284,142 @@ def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.
 
 
 def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[..., None]) -> dict:
-    from segcli.engine.predictor import Predictor, SkippedImage
+    from segcli.engine.predictor import Predictor
     from segcli.models.defaults import default_weights
 
     weights = Path(options.weights) if options.weights is not None else default_weights(options.task)
-    truth = load_ground_truth(options.gt, options.images, options.label_attr, need_images=True)
     predictor = Predictor(weights, options.conf, 100, options.device, options.imgsz)
-    images = [image for image in truth.dataset.images if image.path is not None]
-    ids = {img["file_name"]: img["id"] for img in truth.coco["images"]}
-    paths = [image.path for image in images]
-    by_path = {image.path: image for image in images}
-    warnings = list(truth.warnings)
-    on_event("start", total=len(paths), task=predictor.task)
-    if predictor.task == "instance":
-        category_ids = _model_category_ids(predictor.categories, truth.coco["categories"], warnings)
-        records, kept = [], {}
-        for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
-            on_event("progress", done=done)
-            if isinstance(item, SkippedImage):
-                warnings.append(f"skipped {item.file_name}: {item.reason}")
-                continue
-            image_id = ids[by_path[item.path].file_name]
-            kept[image_id] = item
-            records.append(_truth_keyed_record(item, by_path[item.path].file_name, image_id, predictor.categories,
-                                               category_ids, truth.coco["categories"]))
-        # scored exactly as ``segcli predict`` writes them (detector boxes, scores to 4 decimals),
-        # and kept: RUN/predictions.json scored again gives these figures
-        coco = _predictions_coco(records, truth)
-        results = coco_results(coco)
-        report = instance_report(truth.coco, results, options.backend, options.worst, segm_area=options.segm_area)
-        report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, output)
-        report["_predictions"] = {"predictions.json": results, "dataset.json": coco}
+    # a label-mask folder without a classes file: --classes, else the model's classes
+    mask_classes = MaskClasses(options.classes, [c["name"] for c in predictor.categories], "the model")
+    if predictor.task == "semantic" and is_mask_folder(options.gt):
+        truth_maps, images, notes, warnings = _mask_folder_images(options, mask_classes)
+        truth_name = str(options.gt)
     else:
-        truth_maps = ground_truth_maps(truth)
-        predicted_maps = {}
-        for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
-            on_event("progress", done=done)
-            if isinstance(item, SkippedImage):
-                warnings.append(f"skipped {item.file_name}: {item.reason}")
-                continue
-            predicted_maps[Path(by_path[item.path].file_name).with_suffix("").as_posix()] = item.label_map
-        names = ["_background_"] + [c["name"] for c in predictor.categories]
-        report = semantic_report(truth_maps, predicted_maps.get, options.ignore_index, predicted_names=names)
+        truth = load_ground_truth(options.gt, options.images, options.label_attr, need_images=True,
+                                  mask_classes=mask_classes)
+        truth_name, warnings, notes = str(truth.annotation), list(truth.warnings), list(truth.notes)
+        if predictor.task == "semantic":
+            truth_maps = ground_truth_maps(truth)
+            images = {image.path: Path(image.file_name).with_suffix("").as_posix()
+                      for image in truth.dataset.images if image.path is not None}
+    if predictor.task == "instance":
+        report = _instance_with_model(options, predictor, truth, output, warnings, on_event)
+    else:
+        report = _semantic_with_model(options, predictor, truth_maps, images, output, warnings, on_event)
     report["warnings"] = warnings + report["warnings"]
-    report["inputs"] = {"ground_truth": str(truth.annotation), "weights": str(weights), "conf": options.conf}
+    report["notes"] = notes + report["notes"]
+    report["inputs"] = {"ground_truth": truth_name, "weights": str(weights), "conf": options.conf}
     on_event("end")
     return report
+
+
+def _instance_with_model(options: EvalOptions, predictor, truth, output: StagedOutput, warnings: list[str],
+                         on_event: Callable[..., None]) -> dict:
+    from segcli.engine.predictor import SkippedImage
+
+    images = [image for image in truth.dataset.images if image.path is not None]
+    ids = {img["file_name"]: img["id"] for img in truth.coco["images"]}
+    by_path = {image.path: image for image in images}
+    category_ids = _model_category_ids(predictor.categories, truth.coco["categories"], warnings)
+    records, kept = [], {}
+    paths = [image.path for image in images]
+    on_event("start", total=len(paths), task=predictor.task)
+    for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
+        on_event("progress", done=done)
+        if isinstance(item, SkippedImage):
+            warnings.append(f"skipped {item.file_name}: {item.reason}")
+            continue
+        image_id = ids[by_path[item.path].file_name]
+        kept[image_id] = item
+        records.append(_truth_keyed_record(item, by_path[item.path].file_name, image_id, predictor.categories,
+                                           category_ids, truth.coco["categories"]))
+    # scored exactly as ``segcli predict`` writes them (detector boxes, scores to 4 decimals),
+    # and kept: RUN/predictions.json scored again gives these figures
+    coco = _predictions_coco(records, truth)
+    results = coco_results(coco)
+    report = instance_report(truth.coco, results, options.backend, options.worst, segm_area=options.segm_area)
+    report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, output)
+    report["_predictions"] = {"predictions.json": results, "dataset.json": coco}
+    return report
+
+
+def _semantic_with_model(options: EvalOptions, predictor, truth_maps: LabelMaps, images: dict[Path, str],
+                         output: StagedOutput, warnings: list[str], on_event: Callable[..., None]) -> dict:
+    """Predict label maps for ``images`` (path -> ground-truth key), score them, and keep them
+    in masks/ of the run folder (with classes.txt): ``--pred RUN/masks`` scores them again."""
+    from segcli.engine.predictor import SkippedImage
+
+    predicted_maps = {}
+    on_event("start", total=len(images), task=predictor.task)
+    for done, item in enumerate(predictor.predict(list(images), Path("/"), options.batch, options.workers),
+                                start=1):
+        on_event("progress", done=done)
+        if isinstance(item, SkippedImage):
+            warnings.append(f"skipped {item.file_name}: {item.reason}")
+            continue
+        predicted_maps[images[item.path]] = item.label_map
+    names = ["_background_"] + [c["name"] for c in predictor.categories]
+    report = semantic_report(truth_maps, predicted_maps.get, options.ignore_index, predicted_names=names)
+    _stage_label_maps(predicted_maps, names, output)
+    return report
+
+
+def _mask_folder_images(options: EvalOptions, mask_classes: MaskClasses) -> tuple[LabelMaps, dict[Path, str],
+                                                                                   list[str], list[str]]:
+    """A label-mask ground truth and the image of each label map (same name, any image suffix,
+    anywhere in --images); label maps without an image are left out with a warning."""
+    from segcli.formats.images import ImageFolder
+
+    truth = read_mask_maps(options.gt, mask_classes)
+    if options.images is None:
+        raise SegcliError("a label-mask ground truth needs --images DIR (the images the masks belong to)", options.gt)
+    folder = ImageFolder(Path(options.images))
+    images, missing = {}, []
+    for key in truth.maps:
+        found = [path for path in folder.with_stem(Path(key).name) if not _inside(path, Path(options.gt))]
+        if len(found) == 1:
+            images[found[0]] = key
+        else:
+            missing.append(key)
+    if not images:
+        raise SegcliError(f"none of the {len(truth.maps)} label maps has its image in {options.images} (an image "
+                          "named like the mask, any image suffix)", options.gt)
+    notes, warnings = [mapping_note(Path(options.gt), truth.names, truth.classes_from)], []
+    if missing:
+        left_out = set(missing)
+        truth.maps = {key: value for key, value in truth.maps.items() if key not in left_out}
+        warnings.append(f"{len(missing)} label map(s) without one image of that name in {options.images}, "
+                        f"left out: {', '.join(missing[:5])}")
+    return truth, images, notes, warnings
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _stage_label_maps(label_maps: dict[str, np.ndarray], names: list[str], output: StagedOutput) -> None:
+    """The predicted label maps as masks/KEY.png (names kept inside masks/, one file each) and
+    masks/classes.txt, in the staging folder."""
+    from segcli.engine.predict_outputs import output_stems, write_label_map
+    from segcli.fileio import write_bytes_atomic
+    from segcli.formats.masks import classes_text
+
+    folder = output.staging / "masks"
+    safe = {key: _safe_relative(key) + ".png" for key in label_maps}
+    stems = output_stems(sorted(set(safe.values())))
+    for key, label_map in label_maps.items():
+        write_label_map(label_map, folder / f"{stems[safe[key]]}.png")
+    write_bytes_atomic(folder / "classes.txt", classes_text(names[1:]).encode())
+
+
+def _safe_relative(key: str) -> str:
+    """``key`` as a relative path with no '..', root or drive (a name from an annotation file)."""
+    parts = [part for part in key.replace("\\", "/").split("/") if part not in ("", ".", "..") and ":" not in part]
+    return "/".join(parts) or "image"
 
 
 def _truth_keyed_record(item, file_name: str, image_id: int, model_categories: list[dict], category_ids: dict,

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from typer.testing import CliRunner
 
+from segcli.cli import app
 from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.eval_run import EvalOptions, run_eval
 from segcli.engine.evaluate import STAT_NAMES
@@ -126,3 +128,95 @@ def test_mask_area_buckets_on_request(boxed_results, tmp_path):
     assert np.allclose([report["segm"][name] for name in STAT_NAMES], direct, atol=1e-9, rtol=0)
     assert direct != _direct(root / "coco.json", results, "segm")  # the two rules do differ here
     assert any("its mask's (--segm-area mask" in note for note in report["notes"])
+
+
+# --- label-mask ground truth (item 11) and the label maps a semantic eval run keeps (item 14) ---
+
+
+def _convert_to_masks(annotations, folder):
+    result = CliRunner().invoke(app, ["convert", str(annotations), str(folder), "--to", "masks"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _semantic_figures(report: dict) -> dict:
+    return {key: report[key] for key in ("mIoU", "pixel_accuracy", "mean_accuracy", "fwIoU", "per_class_iou",
+                                         "per_image_mIoU", "confusion_matrix")}
+
+
+@pytest.fixture(scope="module")
+def semantic_run(tmp_path_factory):
+    """A VIA split, its label masks, and the shipped FCN+PSPNet scored on the split."""
+    root = tmp_path_factory.mktemp("semantic")
+    generate_shapes_dataset(root / "data", 3, seed=4)
+    _convert_to_masks(root / "data" / "via_project.json", root / "masks")
+    model = run_eval(EvalOptions(gt=root / "data", task="semantic", out=root / "eval", workers=0))
+    return root, model
+
+
+def test_semantic_eval_keeps_label_maps_that_score_the_same(semantic_run, tmp_path):
+    root, model = semantic_run
+    kept = root / "eval" / "masks"
+    assert (kept / "classes.txt").read_text().split() == ["_background_", "circle", "square", "triangle"]
+    assert len(list(kept.rglob("*.png"))) == 3
+    again = run_eval(EvalOptions(gt=root / "data", pred=kept, out=tmp_path / "again"))
+    assert _semantic_figures(again) == _semantic_figures(model)
+
+
+def test_model_mode_takes_a_label_mask_folder_as_ground_truth(semantic_run, tmp_path):
+    root, model = semantic_run
+    report = run_eval(EvalOptions(gt=root / "masks", images=root / "data" / "images", task="semantic",
+                                  out=tmp_path / "e", workers=0))
+    assert _semantic_figures(report) == _semantic_figures(model)  # the same ground truth, as label PNGs
+    assert any("label values 0 _background_, 1 circle, 2 square, 3 triangle (classes from" in note
+               and "classes.txt" in note for note in report["notes"])
+
+
+@pytest.fixture
+def masks_without_classes(semantic_run, tmp_path):
+    root, _ = semantic_run
+    folder = tmp_path / "plain"
+    for path in (root / "masks").rglob("*.png"):
+        (folder / path.relative_to(root / "masks")).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path.relative_to(root / "masks")).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_label_masks_without_classes_file_take_the_models_classes(semantic_run, masks_without_classes, tmp_path):
+    root, model = semantic_run
+    result = CliRunner().invoke(app, ["eval", "--gt", str(masks_without_classes), "--images",
+                                      str(root / "data" / "images"), "--task", "semantic", "--out",
+                                      str(tmp_path / "e"), "--workers", "0"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "label values 0 _background_, 1 circle, 2 square, 3 triangle (classes from the model)" in result.output
+    saved = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert saved["mIoU"] == pytest.approx(model["mIoU"], abs=1e-12)
+
+
+def test_label_masks_without_classes_file_in_pred_mode_need_classes(semantic_run, masks_without_classes, tmp_path):
+    root, model = semantic_run
+    args = ["eval", "--gt", str(masks_without_classes), "--pred", str(root / "eval" / "masks")]
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 2 and "pass --classes" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "a").exists()
+    report = run_eval(EvalOptions(gt=masks_without_classes, pred=root / "eval" / "masks", out=tmp_path / "b",
+                                  classes=["circle", "square", "triangle"]))
+    assert _semantic_figures(report) == _semantic_figures(model)
+    assert any("(classes from --classes)" in note for note in report["notes"])
+    bad = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c"), "--classes", "circle,,square"])
+    assert bad.exit_code == 2 and "--classes" in bad.output
+
+
+def test_instance_routes_take_a_label_mask_folder_as_ground_truth(instance_runs, tmp_path):
+    root, model = instance_runs
+    masks = _convert_to_masks(root / "gt" / "coco.json", tmp_path / "masks")
+    files = run_eval(EvalOptions(gt=masks, pred=root / "eval" / "predictions.json", out=tmp_path / "a"))
+    assert files["segm"]["AP"] > 0.5 and files["images"] == 4
+    assert any("label values 0 _background_, 1 circle" in note for note in files["notes"])
+    (masks / "classes.txt").unlink()
+    refused = CliRunner().invoke(app, ["eval", "--gt", str(masks), "--out", str(tmp_path / "b")])
+    assert refused.exit_code == 2 and "--images" in refused.output
+    with_model = run_eval(EvalOptions(gt=masks, images=root / "gt" / "images", out=tmp_path / "c", workers=0))
+    assert with_model["predictions"] == model["predictions"] and with_model["segm"]["AP"] > 0.5
+    assert any("(classes from the model)" in note for note in with_model["notes"])
+    assert (tmp_path / "c" / "predictions.json").is_file()
