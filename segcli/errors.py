@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an" by its first letter (quotes skipped): "an instance", "a semantic",
+    "an int", "a 'categories'"."""
+    first = word.lstrip("'\"`")[:1].lower()
+    return f"{'an' if first and first in 'aeiou' else 'a'} {word}"
+
+
 class SegcliError(Exception):
     """A problem with the user's input or environment, reported without a traceback.
 

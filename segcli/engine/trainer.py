@@ -46,7 +46,7 @@ from segcli.engine.interrupt import Interrupted, interruptible, ignore_signals, 
 from segcli.engine.postprocess import detections_to_results, ground_truth_dict, semantic_prediction
 from segcli.engine.run_dir import new_run_dir, plot_curves, write_metrics_csv
 from segcli.engine.train_data import resolve_splits
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_article
 from segcli.fileio import read_json, remove_temporaries, write_json_atomic
 from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint, transfer_weights
 from segcli.models.device import select_device
@@ -98,7 +98,7 @@ class TrainConfig:
         if self.task not in BEST_METRIC:
             raise SegcliError(f"unknown --task {self.task!r} (instance or semantic)")
         if task_of(self.model) != self.task:
-            raise SegcliError(f"--model {self.model} is a {task_of(self.model)} model but --task is {self.task}")
+            raise SegcliError(f"--model {self.model} is {with_article(task_of(self.model))} model but --task is {self.task}")
         self.optimizer = self.optimizer or ("sgd" if self.task == "instance" else "adamw")
         if self.optimizer not in ("sgd", "adamw"):
             raise SegcliError(f"unknown --optimizer {self.optimizer!r} (sgd or adamw)")
@@ -239,7 +239,7 @@ class Trainer:
         if not isinstance(saved, dict) or "task" not in saved:
             raise SegcliError("args.json is not a segcli training record", args_path)
         if task is not None and task != saved["task"]:
-            raise SegcliError(f"this run trained a {saved['task']} model; --task {task} cannot resume it", folder)
+            raise SegcliError(f"this run trained {with_article(saved['task'])} model; --task {task} cannot resume it", folder)
         payload = read_checkpoint(last)
         check_training(payload.get("training"), last)
         # before anything is built or touched
@@ -310,7 +310,7 @@ class Trainer:
     def _restore(self, payload: dict) -> None:
         record = payload["record"]
         if record["model"]["name"] != self.config.model:
-            raise SegcliError(f"last.pt is a {record['model']['name']}, args.json says {self.config.model}")
+            raise SegcliError(f"last.pt is {with_article(record['model']['name'])}, args.json says {self.config.model}")
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
         self.model.load_state_dict(state)
         training = payload["training"]

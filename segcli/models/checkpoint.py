@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from segcli import __version__
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, with_article
 from segcli.fileio import atomic_path
 from segcli.models.defaults import IMAGE_SIZE_RANGE
 from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODEL_NAMES, build_model, model_args, task_of
@@ -117,8 +117,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu",
     payload = read_checkpoint(path)
     record = payload["record"]
     if expect_task is not None and record["task"] != expect_task:
-        raise SegcliError(f"this is a {record['task']} model ({record['model']['name']}); "
-                          f"a {expect_task} model is needed here", path)
+        raise SegcliError(f"this is {with_article(record['task'])} model ({record['model']['name']}); "
+                          f"{with_article(expect_task)} model is needed here", path)
     model = build_model(record["model"]["name"], record["model"]["args"], init="scratch")
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     model.load_state_dict(state)  # names and shapes were checked by read_checkpoint
@@ -221,7 +221,7 @@ def check_record(record: Any, path: Path) -> None:
         if key in RECORD_KEYS and key not in record:
             raise SegcliError(f"record: {key!r} is missing", path)
         if key in record and not isinstance(record[key], kind):
-            raise SegcliError(f"record: {key!r} is a {type(record[key]).__name__}", path)
+            raise SegcliError(f"record: {key!r} is {with_article(type(record[key]).__name__)}", path)
     name = record["model"].get("name")
     if name not in MODEL_NAMES:
         raise SegcliError(f"checkpoint is for an unknown architecture {name!r}", path)
@@ -246,7 +246,7 @@ def check_record(record: Any, path: Path) -> None:
 def _check_args(name: str, args: Any, path: Path) -> int:
     """Check a record's model arguments against the architecture's own; returns num_classes."""
     if not isinstance(args, dict):
-        raise SegcliError(f"record: model 'args' of {name} is a {type(args).__name__}, not a dict", path)
+        raise SegcliError(f"record: model 'args' of {name} is {with_article(type(args).__name__)}, not a dict", path)
     expected = set(model_args(name, 2))
     unknown = sorted(set(args) - expected, key=str)
     missing = sorted(expected - set(args) - OPTIONAL_ARGS)
@@ -290,7 +290,7 @@ def check_state_dict(state: Any, record: dict[str, Any], path: Path) -> None:
         if key not in expected:
             raise SegcliError(f"state_dict: {key!r} is not a tensor of {name}", path)
         if not isinstance(value, torch.Tensor):
-            raise SegcliError(f"state_dict: {key} is a {type(value).__name__}, not a tensor", path)
+            raise SegcliError(f"state_dict: {key} is {with_article(type(value).__name__)}, not a tensor", path)
         if value.shape != expected[key].shape:
             raise SegcliError(f"state_dict: {key} has shape {list(value.shape)}, {name} with this record "
                               f"needs {list(expected[key].shape)}", path)

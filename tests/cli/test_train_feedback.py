@@ -157,6 +157,9 @@ def test_articles_fit_the_next_word(logged, data):
         load_checkpoint(default_weights("instance"), expect_task="semantic")
     with pytest.raises(SegcliError, match="is a semantic model"):
         TrainConfig(task="instance", model="pspnet_resnet18")
+    from segcli.errors import with_article
+    assert [with_article(w) for w in ("instance", "semantic", "int", "'images'", "'categories'")] == \
+        ["an instance", "a semantic", "an int", "an 'images'", "a 'categories'"]
 
 
 def test_regions_without_a_class_attribute_are_named_in_a_notice(data, tmp_path):

@@ -101,7 +101,7 @@ def test_bad_training_input(tiny_data, tmp_path):
     (empty / "val" / "a.json").write_text('{"_via_img_metadata": {}}')
     cases = [([str(empty)], "train split has no images"),
              ([str(tiny_data), "--model", "yolo"], "unknown model 'yolo'"),
-             ([str(tiny_data), "--task", "semantic", "--model", "maskrcnn_resnet18_fpn"], "is a instance model"),
+             ([str(tiny_data), "--task", "semantic", "--model", "maskrcnn_resnet18_fpn"], "is an instance model"),
              ([str(tmp_path / "nothing")], "DATA must be a folder")]
     moved = tmp_path / "noimages"
     shutil.copytree(tiny_data, moved)
