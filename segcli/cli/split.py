@@ -74,12 +74,12 @@ def _table(result) -> Table:
 
 def _print_notes(result) -> None:
     record = result.record
-    if record["classes_only_in_train"]:
-        console.print("note: only in train (one image each): " + escape(", ".join(record["classes_only_in_train"])),
+    if record["classes_with_one_image"]:
+        console.print("note: in train only (one image each): " + escape(", ".join(record["classes_with_one_image"])),
                       highlight=False)
     if record["classes_missing_from_val"]:
-        console.print("[yellow]warning:[/] no val image could be given to (all their images are needed in "
-                      "train for other classes): " + escape(", ".join(record["classes_missing_from_val"])), highlight=False)
+        console.print("[yellow]warning:[/] not in val, because train needs each of their images for a class "
+                      "with one image: " + escape(", ".join(record["classes_missing_from_val"])), highlight=False)
     if result.images_folder is None:
         where = "the images were not looked for (label masks without --images)"
     else:

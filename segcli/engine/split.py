@@ -381,7 +381,7 @@ def split_record(annotations: Path, dataset: Dataset, seed: int, fractions: dict
     return {"kind": SPLIT_KIND, "version": 1, "input": str(annotations), "input_format": dataset.source_format,
             "seed": seed, "fractions": fractions, "method": METHOD,
             "images_folder": str(folder) if folder is not None else None, "parts": parts, "classes": classes,
-            "classes_only_in_train": [r["name"] for r in used if sum(r["images"].values()) == r["images"]["train"]],
+            "classes_with_one_image": [r["name"] for r in used if sum(r["images"].values()) == 1],  # train only
             "classes_missing_from_val": [r["name"] for r in used
                                          if sum(r["images"].values()) >= 2 and r["images"]["val"] == 0]}
 

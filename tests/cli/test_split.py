@@ -124,8 +124,19 @@ def test_stratified_each_class_with_two_images_reaches_val_and_three_reach_test(
         rows = {row["name"]: row for row in record["classes"]}
         assert rows["rare"]["images"] == {"train": 1, "val": 1, "test": 0}
         assert rows["common"]["images"]["val"] == pytest.approx(31 * 0.1, abs=1)  # proportional
-        assert record["classes_only_in_train"] == ["single"]
+        assert record["classes_with_one_image"] == ["single"]
         assert (out / "test" / "test.json").is_file()
+
+
+def test_a_class_whose_images_train_needs_is_named_when_val_cannot_have_it(tmp_path):
+    # both 'rare' images hold a class seen once ('single', 'three'), which train must have
+    plan = {f"c{i}.png": ["common"] for i in range(8)} | {"a.png": ["rare", "single"], "b.png": ["rare", "three"]}
+    out = tmp_path / "split"
+    result = run("split", coco_dataset(tmp_path / "data", plan), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert split_json(out)["classes_missing_from_val"] == ["rare"]
+    assert split_json(out)["classes_with_one_image"] == ["three", "single"]
+    assert "warning: not in val, because train needs each of their images" in " ".join(result.output.split())
 
 
 def test_train_reads_the_split_and_finds_the_original_images(tmp_path):
