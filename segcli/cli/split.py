@@ -78,8 +78,8 @@ def _print_notes(result) -> None:
         console.print("note: in train only (one image each): " + escape(", ".join(record["classes_with_one_image"])),
                       highlight=False)
     if record["classes_missing_from_val"]:
-        console.print("[yellow]warning:[/] not in val, because train needs each of their images for a class "
-                      "with one image: " + escape(", ".join(record["classes_missing_from_val"])), highlight=False)
+        console.print("[yellow]warning:[/] not in val (a rarer class needed each of their images in another "
+                      "part): " + escape(", ".join(record["classes_missing_from_val"])), highlight=False)
     if result.images_folder is None:
         where = "the images were not looked for (label masks without --images)"
     else:

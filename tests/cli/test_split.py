@@ -136,7 +136,7 @@ def test_a_class_whose_images_train_needs_is_named_when_val_cannot_have_it(tmp_p
     assert result.exit_code == 0, result.output
     assert split_json(out)["classes_missing_from_val"] == ["rare"]
     assert split_json(out)["classes_with_one_image"] == ["three", "single"]
-    assert "warning: not in val, because train needs each of their images" in " ".join(result.output.split())
+    assert "warning: not in val (a rarer class needed each of their images in another part): rare" in " ".join(result.output.split())
 
 
 def test_train_reads_the_split_and_finds_the_original_images(tmp_path):
