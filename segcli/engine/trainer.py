@@ -195,6 +195,7 @@ class Trainer:
         self.model_args = model_args(config.model, len(self.categories) + 1, **{**config.model_args, **overrides})
         self.train_data, self.val_data = self._datasets()
         self._report_data_problems()
+        self._report_default_category()
         self.model = build_model(config.model, self.model_args,
                                  config.init if config.init in INITS else "scratch").to(self.device)
         if init_payload is not None:
@@ -285,6 +286,23 @@ class Trainer:
                                               f"left out, {damaged} damaged")
         if not len(self.train_data):
             raise SegcliError("no usable training image (see the warnings above)", self.train_split.annotation)
+
+    def _report_default_category(self) -> None:
+        """Say which class VIA regions without a class attribute get (a VIA file with no region
+        attributes trains as one class, --category's name, default 'object') and how to name it.
+        (COCO files have category ids; a segcli COCO file marks what was defaulted in its VIA.)"""
+        counts = []
+        for split in (self.train_split, self.val_split):
+            if not split.dataset.source_format.startswith("via"):
+                continue
+            annotations = [a for image in split.dataset.images for a in image.annotations]
+            defaulted = sum(1 for a in annotations if a.category_from_default)
+            if defaulted:
+                counts.append(f"{defaulted} of {len(annotations)} {split.name}")
+        if counts:
+            self.on_event("message", text=f"no class attribute on {' and '.join(counts)} regions: they train as "
+                                          f"class '{self.config.category}' (name it with --category NAME, or "
+                                          "choose the attribute with --label-attr)")
 
     def _optimizer(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
