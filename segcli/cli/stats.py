@@ -63,6 +63,8 @@ def _print_stats(result: dict) -> None:
     for name, value in rows:
         overview.add_row(name, escape(str(value)))
     console.print(overview)
+    if result.get("images_hint"):
+        console.print(f"[yellow]{escape(result['images_hint'])}[/]", highlight=False)
     categories = Table(title="Categories" + (f" (from attribute '{escape(result['label_attr'])}')" if result["label_attr"] else ""),
                        title_justify="left")
     for column in ("id", "name", "objects", "images"):

@@ -11,15 +11,18 @@ existing one is replaced only with ``overwrite``, and a mask folder only when se
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from segcli.errors import SegcliError
 from segcli.fileio import refuse_writing_inputs, write_files_atomic, write_json_atomic
 from segcli.formats import masks
-from segcli.formats.io import OUTPUT_FORMATS, build_output, detect_format, locate_images, read_annotations
+from segcli.formats.images import ImageFolder
+from segcli.formats.io import (NAMES_CHECKED, OUTPUT_FORMATS, build_output, default_images_dir, detect_format,
+                               images_reference, locate_images, read_annotations)
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
 
@@ -105,13 +108,17 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
     ledger.raise_errors()
     if to == "masks" and not instances:
         masks.check_mask_categories(dataset)
+    images_folder = images_dir
     if to in ("coco", "masks") and input_format != "masks":
-        inputs.append(locate_images(dataset, images_dir, ledger))
+        images_folder = locate_images(dataset, images_dir, ledger)
+        inputs.append(images_folder)
+    elif images_folder is None and to == "via":
+        images_folder = default_images_dir(dataset)  # where a reader of the input looks
     inputs += [image.path for image in dataset.images if image.path is not None]
     check_output_paths(output, to, inputs, input_folders, overwrite)  # now with the images read
     if to == "masks" and output.is_dir():
         _refuse_foreign_folder(output)
-    built = build_output(dataset, to, ledger, instances)
+    built = build_output(dataset, to, ledger, instances, _recorded_images(images_folder, output, dataset))
     _refuse_errors(ledger, strict, input_path)
     label_maps = {}
     if callable(built):
@@ -131,6 +138,31 @@ def _convert(input_path: Path, output: Path, to: str | None, images_dir: Path | 
     images_written, objects_written = _count_written(built, to, dataset, ledger, label_maps)
     return ConvertResult(dataset, ledger, output, report, to, images_written, objects_written,
                          label_maps if to == "masks" else None, instances)
+
+
+def _recorded_images(folder: Path | None, output: Path, dataset: Dataset) -> dict | None:
+    """Where the output records its images (see ``images_reference``), so that stats, train and
+    eval find them from the output's folder; None when no images folder is known."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    return images_reference(_folder_holding_images(dataset, Path(folder)) or folder, output)
+
+
+def _folder_holding_images(dataset: Dataset, folder: Path) -> Path | None:
+    """The folder most images lie in under their names as written (``folder / file_name``),
+    which readers look in directly: a search below ``folder`` may have found them deeper. Images
+    not resolved (VIA output reads no image) are looked up in ``folder``, the first
+    ``NAMES_CHECKED`` of them, without reading them."""
+    found = [(image.file_name, image.path) for image in dataset.images if image.path is not None]
+    if not found:
+        lookup = ImageFolder(folder)
+        found = [(image.file_name, lookup.find(image.file_name, None)[0]) for image in dataset.images[:NAMES_CHECKED]]
+    roots: Counter = Counter()
+    for file_name, path in found:
+        parts = PurePosixPath(file_name.replace("\\", "/")).parts
+        if path is not None and parts and Path(path).parts[-len(parts):] == parts:
+            roots[Path(path).parents[len(parts) - 1]] += 1
+    return roots.most_common(1)[0][0] if roots else None
 
 
 def check_output_paths(output: Path, to: str, inputs: list[Path], input_folders: list[Path],

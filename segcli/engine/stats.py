@@ -37,13 +37,16 @@ def dataset_stats(path: Path, images_dir: Path | None = None, label_attr: str | 
     images_per_category = Counter(c for image in dataset.images
                                   for c in {a.category for a in image.annotations})
     problems = [e for e in ledger.entries if e.action not in INFO_ACTIONS]
+    found = sum(1 for image in dataset.images if image.path is not None)
     return {
         "file": str(path),
         "format": dataset.source_format,
         "label_attr": dataset.label_attr,
         "image_folder": str(folder),
         "images": len(dataset.images),
-        "images_found": sum(1 for image in dataset.images if image.path is not None),
+        "images_found": found,
+        "images_hint": _images_hint(len(dataset.images) - found, len(dataset.images), folder, images_dir,
+                                    dataset.source_format),
         "empty_images": sum(1 for image in dataset.images if not image.annotations),
         "objects": dataset.num_annotations,
         "non_area_regions": sum(len(image.nonarea_regions) for image in dataset.images),
@@ -56,6 +59,15 @@ def dataset_stats(path: Path, images_dir: Path | None = None, label_attr: str | 
         "notes": [{"action": e.action, "image": e.image, "item": e.item, "reason": e.reason}
                   for e in ledger.entries if e.action in INFO_ACTIONS and e.action != "kept"],
     }
+
+
+def _images_hint(missing: int, total: int, folder: Path, images_dir: Path | None, source_format: str) -> str | None:
+    """What to do when images are not found: say where they were looked for and how to say where they are."""
+    if not missing or source_format == "masks":  # label maps carry their sizes; images are optional
+        return None
+    where = "the folder given" if images_dir is not None else "the annotation file's folder or the one it records"
+    return (f"{missing} of {total} images not found in {folder} ({where}): pass --images DIR, "
+            "the folder that holds them, to check their sizes and shapes against the files")
 
 
 def _area(annotation: Annotation, image, ledger: Ledger) -> float | None:

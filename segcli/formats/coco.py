@@ -243,11 +243,13 @@ def _mark_default_categories(dataset: Dataset) -> None:
                 and annotation.category not in options and dataset.label_attr not in annotation.attributes)
 
 
-def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
+def write_coco(dataset: Dataset, ledger: Ledger, recorded_info: dict | None = None) -> dict:
     """COCO instances dict for ``dataset``; every image must have a known size or is skipped.
 
     Image ids are kept when the source had them, else 1..N in file order; annotation ids
-    likewise. Area and bbox come from the rasterised mask.
+    likewise. Area and bbox come from the rasterised mask. ``recorded_info``: segcli's keys for
+    ``info`` (where the images are); a source's own keys of that kind are dropped when not
+    given again, as they would point to the source's location.
     """
     images_out, annotations_out = [], []
     keep_image_ids = _unique_ids([img.id for img in dataset.images])
@@ -270,8 +272,9 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
             if record is not None:
                 record.update(id=ann_id, image_id=image_id, category_id=category_ids[annotation.category])
                 annotations_out.append(_order_keys(record))
-    return {"info": {**dataset.info, "description": dataset.info.get("description")
-                     or f"converted by segcli {__version__} from {dataset.source_path.name}"},
+    info = {key: value for key, value in dataset.info.items() if not key.startswith("segcli_")}
+    return {"info": {**info, "description": dataset.info.get("description")
+                     or f"converted by segcli {__version__} from {dataset.source_path.name}", **(recorded_info or {})},
             "licenses": [],
             "images": images_out,
             "annotations": annotations_out,
@@ -279,7 +282,17 @@ def write_coco(dataset: Dataset, ledger: Ledger) -> dict:
                            for c in dataset.categories],
             META_KEY: {"version": __version__, "source_format": dataset.source_format,
                        "label_attr": dataset.label_attr, "default_category": dataset.default_category,
-                       "via_attributes": dataset.via_attributes, "via_settings": dataset.via_settings}}
+                       "via_attributes": dataset.via_attributes,
+                       "via_settings": _without_default_filepath(dataset.via_settings)}}
+
+
+def _without_default_filepath(settings: object) -> object:
+    """VIA settings with ``core.default_filepath`` blanked: it was relative to the VIA file, not
+    to this one (the images folder is recorded in ``info``, and COCO -> VIA sets it anew)."""
+    if not (isinstance(settings, dict) and isinstance(settings.get("core"), dict)
+            and settings["core"].get("default_filepath")):
+        return settings
+    return {**settings, "core": {**settings["core"], "default_filepath": ""}}
 
 
 def _prechecked_polygons(dataset: Dataset) -> dict[int, np.ndarray | None]:

@@ -8,6 +8,7 @@ and ``regions``; a CSV with a ``#filename`` header is a VIA CSV export; a folder
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from segcli.errors import SegcliError
@@ -18,6 +19,12 @@ from segcli.ledger import Ledger
 from segcli.structures import Dataset
 
 OUTPUT_FORMATS = ("coco", "via", "masks")
+RECORDED_IMAGES_KEY = "segcli_images_dir"
+"""Key of a COCO file's ``info`` where convert records its images folder (COCO has no field for
+it): ``{"relative": path from the file's folder, "absolute": path}``. Other COCO tools ignore
+unknown ``info`` keys."""
+NAMES_CHECKED = 200
+"""Images whose names are looked for directly in a candidate folder before it is chosen."""
 
 
 def detect_format(path: Path) -> tuple[str, object]:
@@ -90,8 +97,10 @@ def default_image_folder(dataset: Dataset) -> tuple[Path, bool, str | None]:
     ``default_filepath`` names a folder that is safe to look in: a relative one that stays
     inside the project's folder, or an absolute folder that exists and directly holds one of
     the named images (which is then never searched below: "/" must not walk the file
-    system). The note says which was used and why, for the ledger; None when there was no
-    ``default_filepath``.
+    system); or, for a COCO file whose folder holds none of its images directly, the folder
+    convert recorded (``RECORDED_IMAGES_KEY``) when it directly holds one of them (then never
+    searched below either). The note says which was used and why, for the ledger; None when
+    there was nothing to choose from.
     """
     base = dataset.source_path.parent
     settings = dataset.via_settings if isinstance(dataset.via_settings, dict) else {}
@@ -104,7 +113,7 @@ def default_image_folder(dataset: Dataset) -> tuple[Path, bool, str | None]:
         recorded = recorded_part_images(dataset.source_path)  # a part `segcli split` wrote: originals
         if recorded is not None:
             return recorded, True, f"images looked for in {recorded}, where the split.json of this part records them"
-        return base, True, None
+        return _recorded_image_folder(dataset, base)
     why_not = _default_path_problem(default_path, base, dataset)
     if why_not is None:
         candidate = base / default_path
@@ -127,10 +136,64 @@ def _default_path_problem(default_path: str, base: Path, dataset: Dataset) -> st
     except (OSError, ValueError) as exc:  # a NUL, a name too long
         return f"not a usable path: {exc}"
     # an absolute folder: used only when it holds a named image itself (checked directly)
-    if any(Path(image.file_name).suffix.lower() in IMAGE_SUFFIXES
-           and is_regular_file(candidate / image.file_name.replace("\\", "/")) for image in dataset.images):
+    if _holds_named_image(candidate, dataset, limit=None):
         return None
     return "it holds none of the images the project names"
+
+
+def _holds_named_image(folder: Path, dataset: Dataset, limit: int | None = NAMES_CHECKED) -> bool:
+    """True when ``folder`` itself holds an image named in the dataset (of its first ``limit``)."""
+    images = dataset.images if limit is None else dataset.images[:limit]
+    try:
+        return any(Path(image.file_name).suffix.lower() in IMAGE_SUFFIXES
+                   and is_regular_file(folder / image.file_name.replace("\\", "/")) for image in images)
+    except (OSError, ValueError):  # a NUL, a name too long
+        return False
+
+
+def _recorded_image_folder(dataset: Dataset, base: Path) -> tuple[Path, bool, str | None]:
+    """The COCO file's folder, or the folder convert recorded when only that one holds the images
+    (its relative path first: it survives moving both folders together; then the absolute)."""
+    recorded = dataset.info.get(RECORDED_IMAGES_KEY) if isinstance(dataset.info, dict) else None
+    if not isinstance(recorded, dict) or _holds_named_image(base, dataset):
+        return base, True, None
+    for key in ("relative", "absolute"):
+        value = recorded.get(key)
+        if not isinstance(value, str) or not value or "://" in value:
+            continue
+        candidate = base / value
+        try:
+            usable = candidate.is_dir() and _holds_named_image(candidate, dataset)
+        except (OSError, ValueError):
+            usable = False
+        if usable:
+            return candidate, False, (f"images looked for in {candidate}, the folder convert recorded "
+                                      f"(info.{RECORDED_IMAGES_KEY}.{key}): none is beside the file")
+    return base, True, (f"the folder convert recorded (info.{RECORDED_IMAGES_KEY}) holds none of the images: "
+                        f"looked for them beside the file, in {base}")
+
+
+def images_reference(folder: Path, output: Path) -> dict:
+    """How an output file records its images folder: relative to the output's folder (still
+    right when both folders move together) and absolute (still right when the file moves alone)."""
+    absolute = Path(folder).resolve()
+    try:
+        relative = Path(os.path.relpath(absolute, Path(output).parent.resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        relative = None
+    return {"relative": relative, "absolute": str(absolute)}
+
+
+def via_default_filepath(reference: dict) -> str:
+    """VIA 2's ``default_filepath`` for an images folder (VIA prepends it to each file name, so
+    it ends with a slash): relative when the folder lies inside the project's folder (readers use
+    no other relative path), else absolute; "" for the project's own folder."""
+    relative = reference["relative"]
+    if relative == ".":
+        return ""
+    if relative is not None and relative != ".." and not relative.startswith("../"):
+        return relative + "/"
+    return reference["absolute"].rstrip("/") + "/"
 
 
 def locate_images(dataset: Dataset, images_dir: Path | None, ledger: Ledger,
@@ -170,13 +233,16 @@ def check_mask_sizes(dataset: Dataset, ledger: Ledger) -> None:
                              f"[{image.height}, {image.width}]", image.file_name, annotation.source)
 
 
-def build_output(dataset: Dataset, to: str, ledger: Ledger, instances: bool = False):
+def build_output(dataset: Dataset, to: str, ledger: Ledger, instances: bool = False,
+                 images: dict | None = None):
     """The output for ``to``: a JSON-able dict (coco, via) or a writer function (masks; it
-    returns the ``mask_losses.LossCounts`` of what it wrote). ``instances``: instance-id masks."""
+    returns the ``mask_losses.LossCounts`` of what it wrote). ``instances``: instance-id masks.
+    ``images``: the images folder as ``images_reference`` gives it, recorded in a COCO file's
+    ``info`` or a VIA project's ``default_filepath``."""
     if to == "coco":
-        return coco.write_coco(dataset, ledger)
+        return coco.write_coco(dataset, ledger, {RECORDED_IMAGES_KEY: images} if images else None)
     if to == "via":
-        return via.write_via_project(dataset, ledger)
+        return via.write_via_project(dataset, ledger, via_default_filepath(images) if images else None)
     if to == "masks" and instances:
         return lambda folder: instance_masks.write_instance_folder(dataset, folder, ledger)
     if to == "masks":

@@ -268,8 +268,12 @@ class _BadField(ValueError):
     """A VIA CSV field that is not JSON, with the reason."""
 
 
-def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
+def write_via_project(dataset: Dataset, ledger: Ledger, default_filepath: str | None = None) -> dict:
     """A VIA 2 project dict for ``dataset`` (opens in VIA 2.0.x with Project > Load).
+
+    ``default_filepath``: the images folder as VIA wants it (prepended to each file name), set
+    in ``_via_settings.core`` so VIA and segcli readers find the images from the project's
+    folder; None keeps the source's settings as they were.
 
     Regions come back in their original order and shape (``via_shape``); COCO-only geometry
     becomes polygons (RLE via its contours) or rects (boxes), each noted in the ledger. The
@@ -318,7 +322,9 @@ def write_via_project(dataset: Dataset, ledger: Ledger) -> dict:
                          "regions": [r for _, r in sorted(regions, key=lambda pair: pair[0])],
                          "file_attributes": dict(image.attributes)}
         id_list.append(key)
-    settings = dataset.via_settings if _looks_like_via2_settings(dataset.via_settings) else copy.deepcopy(VIA2_SETTINGS)
+    settings = copy.deepcopy(dataset.via_settings if _looks_like_via2_settings(dataset.via_settings) else VIA2_SETTINGS)
+    if default_filepath is not None and isinstance(settings.get("core"), dict):
+        settings["core"]["default_filepath"] = default_filepath
     return {"_via_settings": settings, "_via_img_metadata": metadata, "_via_attributes": attributes,
             "_via_data_format_version": "2.0.10", "_via_image_id_list": id_list}
 
