@@ -23,6 +23,8 @@ from segcli.errors import SegcliError
 OUTPUT_FILES = ("metrics.json", "pr_curves_segm.png", "pr_curves_bbox.png", "confusion_matrix.png",
                 "predictions.json", "dataset.json")
 WORST = "worst"
+LABEL_MAPS = "masks"
+"""A semantic run's predicted label maps: replaced whole by the next run (no stale map stays)."""
 
 
 def check_output_paths(out: Path | None, json_path: Path | None) -> None:
@@ -40,8 +42,24 @@ def check_output_paths(out: Path | None, json_path: Path | None) -> None:
             if (out / WORST).exists() and not (out / WORST).is_dir():
                 raise SegcliError("is not a folder: eval writes its overlays there; move it or choose another --out",
                                   out / WORST)
+            _check_label_map_folder(out / LABEL_MAPS)
     if json_path is not None:
         _refuse_file_in_the_way(Path(json_path).parent, "--json", Path(json_path))
+
+
+def _check_label_map_folder(folder: Path) -> None:
+    """masks/ of an earlier run is replaced whole; refuse one that holds anything else."""
+    from segcli.formats.masks import foreign_content
+
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise SegcliError("is not a folder: a semantic eval writes its label maps there; move it or choose "
+                          "another --out", folder)
+    foreign = foreign_content(folder)
+    if foreign is not None:
+        raise SegcliError(f"holds {foreign}: eval replaces this folder with its label maps; move it or choose "
+                          "another --out", folder)
 
 
 def _refuse_file_in_the_way(folder: Path, option: str, named: Path | None = None) -> None:
@@ -94,13 +112,28 @@ class StagedOutput:
                 self._remove_if_created()
 
     def _commit(self) -> None:
-        """Move every staged file into place, metrics.json last."""
+        """Move every staged file into place, metrics.json last; masks/ is swapped in whole."""
+        self._swap_in(LABEL_MAPS)
         staged = sorted((p for p in self.staging.rglob("*") if p.is_file()),
                         key=lambda p: (p.name == "metrics.json", str(p)))
         for path in staged:
             target = self.final(path)
             target.parent.mkdir(parents=True, exist_ok=True)  # worst/: one overlay at a time, a user's files stay
             os.replace(path, target)
+
+    def _swap_in(self, name: str) -> None:
+        """Replace folder ``name`` of the output by the staged one (checked up front to hold
+        only what eval writes): the old one is renamed aside, then removed."""
+        staged, target = self.staging / name, self.folder / name
+        if not staged.is_dir():
+            return
+        old = None
+        if target.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=".eval.old.", suffix=".tmp", dir=self.folder))
+            os.replace(target, old / name)
+        os.replace(staged, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     def _remove_if_created(self) -> None:
         """Remove the folder this run created, when nothing else was put in it meanwhile."""

@@ -136,7 +136,7 @@ def instance_report(ground_truth: dict, results: list[dict], backend: str = "pyc
                        processes=processes, segm_area=segm_area) if (
         with_masks or not results) else None
     bbox = coco_scores(ground_truth, results, "bbox", backend, details=True, gt_index=index, processes=processes)
-    report = {"task": "instance", "backend": backend, "images": len(ground_truth["images"]),
+    report = {"task": "instance", "backend": backend, "segm_area": segm_area, "images": len(ground_truth["images"]),
               "ground_truth_objects": sum(objects.values()), "predictions": len(results),
               "segm": _public(segm), "bbox": _public(bbox)}
     if segm is None:
@@ -508,6 +508,8 @@ def _write_report(report: dict, output: StagedOutput, options: EvalOptions) -> N
         path = staging / "confusion_matrix.png"
         plot_confusion_matrix(np.asarray(report["confusion_matrix"]), report["classes"], path)
         files["confusion_matrix"] = str(output.final(path))
+    if (staging / "masks").is_dir():  # a semantic model's label maps
+        files["masks"] = str(output.folder / "masks")
     for name, data in report.pop("_predictions", {}).items():  # with a model: what it predicted
         write_json_atomic(staging / name, data, overwrite=True)
         files[Path(name).stem] = str(output.folder / name)

@@ -4,7 +4,8 @@ Instance: COCO box and mask AP through pycocotools' COCOeval (ground truth rebui
 evaluation, since COCOeval rewrites it in place). A result's area, which puts an unmatched
 detection in the small/medium/large buckets, is by default what pycocotools' ``loadRes`` makes it
 (its box's area when the results carry boxes, else its mask's), so the figures are those of a
-direct pycocotools call; ``segm_area="mask"`` buckets mask AP by mask area instead. Semantic: a confusion matrix accumulated with ``np.bincount`` (ignore label dropped),
+direct pycocotools call; ``segm_area="mask"`` buckets mask AP by mask area instead. Semantic: a
+confusion matrix accumulated with ``np.bincount`` (ignore label dropped),
 from which mIoU, pixel accuracy, mean class accuracy and frequency-weighted IoU follow; classes
 with no ground truth are NaN and left out of means.
 """
