@@ -22,7 +22,7 @@ import numpy as np
 from segcli.engine.eval_inputs import (LabelMaps, MaskClasses, class_value_map, ground_truth_maps, is_mask_folder,
                                        join_predictions, load_ground_truth, load_predictions, mapping_note,
                                        read_mask_maps)
-from segcli.engine.eval_output import StagedOutput, check_output_paths
+from segcli.engine.eval_output import LABEL_MAPS, StagedOutput, check_output_paths
 from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
 from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
 from segcli.engine.predict_outputs import coco_results
@@ -68,13 +68,25 @@ def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **
     # all or nothing: files are staged inside --out and moved into place once all are written
     if options.pred is not None:
         report = _semantic_files(options) if Path(options.pred).is_dir() else _instance_files(options)
+        _warn_unused_classes(options, report)
         with StagedOutput(options.out) as output:
             _write_report(report, output, options)
     else:
         with StagedOutput(options.out) as output:  # before the work: the worst/ overlays go there
             report = _with_model(options, output, on_event)
+            _warn_unused_classes(options, report)
             _write_report(report, output, options)
     return report
+
+
+def _warn_unused_classes(options: EvalOptions, report: dict) -> None:
+    """--classes names label-mask folders without a classes file; say so when there is none."""
+    from segcli.formats.masks import find_classes_file
+
+    folders = [Path(p) for p in (options.gt, options.pred) if p is not None and is_mask_folder(Path(p))]
+    if options.classes and all(find_classes_file(folder) is not None for folder in folders):
+        report["warnings"].append("--classes not used: it names the classes of a label-mask folder without a "
+                                  "classes file, and there is none among the inputs")
 
 
 def check_json_path(options: EvalOptions) -> None:
@@ -103,6 +115,12 @@ def check_out_path(options: EvalOptions) -> None:
         if out == folder.resolve():
             raise SegcliError(f"is the input folder {folder}: choose a folder outside the inputs", options.out, "--out")
     refuse_writing_inputs(Path(options.out), [], mask_folders, what="--out")
+    # a semantic run replaces OUT/masks with its label maps: it must not be, nor hold, an input
+    label_maps = out / LABEL_MAPS
+    for path in (Path(p) for p in (options.gt, options.pred, options.weights, options.images) if p is not None):
+        if _inside(path, label_maps):
+            raise SegcliError(f"eval writes its label maps to {Path(options.out) / LABEL_MAPS}, which holds the input "
+                              f"{path}: choose another --out", options.out, "--out")
 
 
 # --- instance ---------------------------------------------------------------------------------
@@ -385,6 +403,8 @@ def _mask_folder_images(options: EvalOptions, mask_classes: MaskClasses) -> tupl
         raise SegcliError(f"none of the {len(truth.maps)} label maps has its image in {options.images} (an image "
                           "named like the mask, any image suffix)", options.gt)
     notes, warnings = [mapping_note(Path(options.gt), truth.names, truth.classes_from)], []
+    if truth.binary_255:
+        warnings.append(f"{truth.source}: one-class masks of 0 and 255: 255 read as the class, not as ignore")
     if missing:
         left_out = set(missing)
         truth.maps = {key: value for key, value in truth.maps.items() if key not in left_out}

@@ -243,3 +243,26 @@ def test_a_second_semantic_run_into_the_same_folder_leaves_no_stale_label_map(se
     refused = CliRunner().invoke(app, ["eval", str(root / "data"), "--task", "semantic", "--out", str(out),
                                        "--imgsz", str(IMGSZ)])
     assert refused.exit_code == 2 and "masks" in refused.output and (out / "masks" / "notes.txt").exists()
+
+
+def test_out_whose_masks_folder_is_an_input_is_refused_before_any_work(semantic_run, tmp_path):
+    root, _ = semantic_run
+    out = tmp_path / "run"
+    (out / "masks").mkdir(parents=True)
+    for path in (root / "masks").rglob("*"):
+        target = out / "masks" / path.relative_to(root / "masks")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            target.write_bytes(path.read_bytes())
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    refused = CliRunner().invoke(app, ["eval", "--gt", str(out / "masks"), "--images", str(root / "data" / "images"),
+                                       "--task", "semantic", "--out", str(out)])
+    assert refused.exit_code == 2 and "input" in refused.output, refused.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
+def test_classes_given_but_not_needed_is_a_warning(instance_runs, tmp_path):
+    root, _ = instance_runs
+    report = run_eval(EvalOptions(gt=root / "gt" / "coco.json", pred=root / "eval" / "predictions.json",
+                                  out=tmp_path / "e", classes=["circle"]))
+    assert any("--classes" in warning and "not used" in warning for warning in report["warnings"])
