@@ -200,7 +200,8 @@ def _area_note(results: list[dict], segm_area: str) -> str:
     if results and results[0].get("bbox"):
         return "mask APs/APm/APl: a prediction's area is its box's, as pycocotools' loadRes sets it " \
                "(--segm-area mask: its mask's)"
-    return "mask APs/APm/APl: a prediction's area is its mask's (no boxes), as pycocotools' loadRes sets it"
+    return "mask APs/APm/APl: a prediction's area is its mask's, as pycocotools' loadRes sets it when the first " \
+           "prediction has no box"
 
 
 def _public(scores: dict | None) -> dict | None:
