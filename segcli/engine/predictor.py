@@ -12,12 +12,24 @@ process exits). Masks are scaled back to each image's own size when encoded. Wit
 ``tile``, an instance model instead sees overlapping tiles of the full-resolution image (for
 small objects in huge images); a detection cut by an inner tile edge is dropped where a whole
 one of its class from a neighbouring tile covers it, and duplicates from overlaps are merged by NMS.
+
+An image's result does not depend on the images around it, nor on the number of threads or
+processes (so ``--batch``, ``--procs`` and ``--resume`` change no bit of it): a forward pass holds
+only images the model pads to the same size (torchvision pads a batch to its largest image, and
+features near the border see the padding), and on the CPU the numerical paths that vary with the
+batch or thread count are pinned (see ``reproducible_on_cpu``). Each result carries the seconds
+its image spent decoding and in the model, for ``segcli predict``'s per-stage summary.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
+import os
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -36,6 +48,12 @@ from segcli.formats.images import IMAGE_SUFFIXES, files_inside, max_image_pixels
 from segcli.models.checkpoint import load_checkpoint
 from segcli.models.device import inference_context, select_device
 from segcli.models.instance import configure_inference
+
+# MKL's GEMM (the box head's big matrix product) otherwise splits its work by the thread count,
+# which changed the last bits of the results between --procs 1 (N threads) and --procs N (one
+# thread each). Strict conditional numerical reproducibility makes it the same on any thread
+# count; MKL reads this once, at its first call, so it is set on import (a user's setting wins).
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 PREDICT_SUFFIXES = IMAGE_SUFFIXES - {".gif"}
 MAX_BYTES_PER_PIXEL = 8  # 16-bit RGBA, uncompressed: no image within the pixel limit is a bigger file
@@ -56,6 +74,8 @@ class ImagePrediction:
         label_map: uint8/uint16 [H, W] class per pixel (semantic task), else None.
         pixels: the decoded RGB image when the model saw it at full size (reused for the
             overlay instead of decoding the file again), else None.
+        seconds: time spent on this image per stage: "decode" (in its DataLoader worker) and
+            "model" (its share of the forward pass, plus scaling and encoding its masks).
     """
 
     file_name: str
@@ -68,12 +88,14 @@ class ImagePrediction:
     scores: np.ndarray | None = None
     label_map: np.ndarray | None = None
     pixels: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
 class SkippedImage:
     file_name: str
     reason: str
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
@@ -146,7 +168,8 @@ def first_line(exc: BaseException) -> str:
 
 
 class FolderImages(Dataset):
-    """Decoded, model-scale images: (uint8 tensor [3, h, w], index, original (H, W)) or an error.
+    """Decoded, model-scale images: (uint8 tensor [3, h, w], index, original (H, W), seconds) or
+    (None, index, reason, seconds), ``seconds`` the time this worker spent on the image.
 
     uint8 crosses the worker boundary at a quarter of float's size; ``longest_side`` None keeps
     the full resolution (tiling)."""
@@ -158,6 +181,10 @@ class FolderImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
+        start = time.perf_counter()
+        return (*self._load_or_reason(index), time.perf_counter() - start)
+
+    def _load_or_reason(self, index: int):
         # whatever goes wrong with one image skips that image: an exception escaping a worker
         # would end the whole run
         try:
@@ -228,6 +255,8 @@ class Predictor:
             norm = self.record["normalization"]
             self.mean = torch.tensor(norm["mean"]).view(3, 1, 1)
             self.std = torch.tensor(norm["std"]).view(3, 1, 1)
+        if self.device.type == "cpu":
+            reproducible_on_cpu(self.model)
 
     def predict(self, paths: list[Path], root: Path, batch: int = 4, workers: int = 2) -> Iterator[ImagePrediction | SkippedImage]:
         """Yield one result per path, in order.
@@ -243,38 +272,62 @@ class Predictor:
             with inference_context(self.device):
                 while (items := _next_batch(batches, paths)) is not None:
                     good = [item for item in items if item[0] is not None]
-                    for item in items:
-                        if item[0] is None:
-                            yield SkippedImage(relative_name(paths[item[1]], root), item[2])
-                    for result in self._predict_batch(good, paths, root):
-                        yield result
+                    for pixels, index, reason, seconds in items:
+                        if pixels is None:
+                            yield SkippedImage(relative_name(paths[index], root), reason, {"decode": seconds})
+                    yield from self._predict_batch(good, paths, root)
         finally:
             _shut_down(batches)
 
     def _predict_batch(self, good: list, paths: list[Path], root: Path) -> Iterator[ImagePrediction]:
-        """Results of a batch of decoded images; a failure of the model is a SegcliError naming them."""
+        """Results of a batch of decoded images, in their order; a failure of the model is a
+        SegcliError naming them. Each forward pass holds only images of one padded size."""
         def failed(exc: Exception, indices: list[int]) -> SegcliError:
             names = ", ".join(relative_name(paths[i], root) for i in indices)
             return SegcliError(f"prediction failed on {names}: {first_line(exc)}")
 
         if self.tile:
-            for tensor, index, size in good:
+            for tensor, index, size, decoded in good:
+                start = time.perf_counter()
                 try:
                     result = self._tiled_result(paths[index], root, tensor, size)
                 except (Exception, MemoryError) as exc:
                     raise failed(exc, [index]) from exc
+                result.seconds = {"decode": decoded, "model": time.perf_counter() - start}
                 yield result
             return
-        try:
-            outputs = self._forward([item[0] for item in good]) if good else []
-        except (Exception, MemoryError) as exc:
-            raise failed(exc, [item[1] for item in good]) from exc
-        for (tensor, index, size), output in zip(good, outputs):
+        outputs: dict[int, tuple] = {}  # position in good -> (model output, its share of the forward's time)
+        for group in self._same_input_size(good):
+            start = time.perf_counter()
+            try:
+                group_outputs = self._forward([good[k][0] for k in group])
+            except (Exception, MemoryError) as exc:
+                raise failed(exc, [good[k][1] for k in group]) from exc
+            share = (time.perf_counter() - start) / len(group)
+            outputs.update((k, (output, share)) for k, output in zip(group, group_outputs))
+        for k, (tensor, index, size, decoded) in enumerate(good):
+            output, share = outputs[k]
+            start = time.perf_counter()
             try:
                 result = self._result(paths[index], root, tensor, size, output)
             except (Exception, MemoryError) as exc:
                 raise failed(exc, [index]) from exc
+            result.seconds = {"decode": decoded, "model": share + time.perf_counter() - start}
             yield result
+
+    def _same_input_size(self, good: list) -> list[list[int]]:
+        """Positions in ``good`` grouped by the padded size the instance model gives each image
+        alone (first-seen order), so padding to a batch's largest image changes no image's
+        input. A semantic model sees one image at a time anyway: one group."""
+        if self.task != "instance":
+            return [list(range(len(good)))] if good else []
+        transform = self.model.transform
+        groups: dict = {}
+        for k, (tensor, *_) in enumerate(good):
+            key = transform.fixed_size or model_input_size(*tensor.shape[1:], transform.min_size[-1],
+                                                           transform.max_size, transform.size_divisible)
+            groups.setdefault(key, []).append(k)
+        return list(groups.values())
 
     def _forward(self, images: list[torch.Tensor]) -> list:
         images = [image.float().div_(255) for image in images]
@@ -286,9 +339,10 @@ class Predictor:
             # short side to input_size, unless that makes the long side over longest_side: a
             # 1x300 image would have been seen at 240x72000
             scale = min(self.input_size / min(h, w), self.longest_side / max(h, w))
-            x = F.interpolate(image[None], size=(max(1, round(h * scale)), max(1, round(w * scale))),
-                              mode="bilinear", align_corners=False)
-            x = ((x[0] - self.mean) / self.std)[None].to(self.device)
+            with one_thread():
+                x = F.interpolate(image[None], size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                                  mode="bilinear", align_corners=False)
+                x = ((x[0] - self.mean) / self.std)[None].to(self.device)
             results.append(self.model(x)["out"].float().cpu())
         return results
 
@@ -299,7 +353,8 @@ class Predictor:
             result.pixels = tensor.permute(1, 2, 0).numpy()
         if self.task == "semantic":
             dtype = np.uint8 if len(self.categories) < 255 else np.uint16
-            result.label_map = semantic_prediction(output, height, width, dtype)
+            with one_thread():  # its upsampling, like any, rounds differently on N threads
+                result.label_map = semantic_prediction(output, height, width, dtype)
             return result
         sy, sx = height / tensor.shape[1], width / tensor.shape[2]
         boxes = output["boxes"].float().cpu().numpy() * np.array([sx, sy, sx, sy], dtype=np.float32)
@@ -307,7 +362,9 @@ class Predictor:
         result.rles = []
         for mask in soft:
             if mask.shape != (height, width):
-                mask = F.interpolate(mask[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+                with one_thread():
+                    mask = F.interpolate(mask[None, None], size=(height, width), mode="bilinear",
+                                         align_corners=False)[0, 0]
             result.rles.append(geometry.mask_to_rle((mask > self.mask_thresh).numpy()))
         result.boxes_xyxy = boxes
         result.labels = output["labels"].cpu().numpy()
@@ -348,6 +405,65 @@ class Predictor:
         result.labels = np.array([int(labels[k]) for k in keep], dtype=np.int64)
         result.scores = np.array([float(scores[k]) for k in keep], dtype=np.float32)
         return result
+
+
+def model_input_size(height: int, width: int, min_size: int, max_size: int, divisible: int) -> tuple[int, int]:
+    """(height, width) of the padded tensor torchvision's GeneralizedRCNNTransform makes of an
+    image alone: scaled so its short side is ``min_size`` unless its long side would exceed
+    ``max_size`` (sizes floored, as ``F.interpolate`` does), then padded up to multiples of
+    ``divisible``. Images with the same value are batched with no change to their input."""
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    resized = math.floor(height * scale), math.floor(width * scale)
+    return tuple(math.ceil(side / divisible) * divisible for side in resized)
+
+
+def reproducible_on_cpu(model: torch.nn.Module) -> None:
+    """Make ``model``'s CPU results independent of the batch size and the thread count.
+
+    PyTorch picks a convolution's kernel (oneDNN or its own im2col+GEMM) by batch size, input
+    size and thread count, and the two round differently: the same image came out of the RPN
+    with other proposals in a batch of two, or on one thread (--procs). Every ``Conv2d`` is
+    pinned to oneDNN, which gives each image the same bits in any batch and on any thread
+    count; the model's resizing and normalisation (and mask pasting), whose rounding varies
+    with the threads, run on one thread (they are a small part of the time)."""
+    if torch.backends.mkldnn.is_available():
+        for module in model.modules():
+            if type(module) is torch.nn.Conv2d and module.padding_mode == "zeros" and not isinstance(module.padding, str):
+                module.forward = functools.partial(_onednn_conv2d, module)
+    transform = getattr(model, "transform", None)
+    if transform is not None:
+        transform.forward = _on_one_thread(transform.forward)
+        transform.postprocess = _on_one_thread(transform.postprocess)
+
+
+def _onednn_conv2d(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    if x.device.type != "cpu" or x.dtype != torch.float32 or conv.weight.dtype != torch.float32:
+        return torch.nn.Conv2d.forward(conv, x)
+    return torch.ops.aten.mkldnn_convolution(x.contiguous(), conv.weight, conv.bias, list(conv.padding),
+                                             list(conv.stride), list(conv.dilation), conv.groups)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block on one intra-op CPU thread, for ops whose rounding depends on how the work
+    is split among threads."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _on_one_thread(function):
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        with one_thread():
+            return function(*args, **kwargs)
+    return wrapped
 
 
 def _next_batch(batches, paths: list[Path]) -> list | None:
