@@ -96,6 +96,11 @@ def _print_summary(summary: dict) -> None:
         table.add_row(f"  {escape(name)}", str(count))
     table.add_row("images/s", f"{summary['images_per_s']:.2f}")
     console.print(table)
+    if summary["predicted_now"]:
+        ms = summary["ms_per_image"]
+        # the stages overlap (workers decode ahead, outputs are written beside the model)
+        console.print(f"speed: {ms['decode']:.1f} ms decode, {ms['model']:.1f} ms model (forward+postprocess), "
+                      f"{ms['write']:.1f} ms write per image", highlight=False)
     for item in summary["skipped"]:
         console.print(f"skipped {escape(item['image'])}: {escape(item['reason'])}", highlight=False)
     for key, path in summary["files"].items():

@@ -12,6 +12,12 @@ Inputs are never written: ``--out`` may not be a folder of input images, hold on
 (``.segcli-predict``, which also marks the folder as segcli's for ``--resume``): a second run
 into it is refused.
 
+The summary gives the time per image of each stage, as measured where it runs: decode (in the
+DataLoader workers), model (forward pass and the masks' scaling and encoding) and write (class
+filter, overlay, label map, outlines and journal line, on the writer thread). The stages overlap
+(workers decode ahead, the writer thread runs beside the model), so their sum can exceed the wall
+time per image.
+
 Interruptions: SIGINT (Ctrl-C) or SIGTERM stop the run after the images already predicted are
 written (and journalled); the forked ``--procs`` processes stop the same way, and die with their
 parent. ``Interrupted`` is raised (the CLI exits 130/143) and ``--resume`` completes the run.
@@ -259,11 +265,13 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     if predictor.task == "semantic" and "masks" in formats:
         write_bytes_atomic(out / "masks" / "classes.txt", classes_text(names).encode())
     new = sum(1 for name, line in lines.items() if name not in done_before and "skipped" not in line)
+    stage_seconds, timed = finisher.stage_seconds, finisher.timed
     # paths as printable text: a folder name need not be UTF-8, summary.json must be
     summary = {"out": printable_name(str(out)), "weights": printable_name(str(options.weights)),
                "task": predictor.task, "images": len(paths), "done": len(records), "predicted_now": new,
                "skipped": skipped, "instances_per_class": dict(counts), "seconds": elapsed,
                "images_per_s": new / elapsed if elapsed else 0.0, "processes": max(group.world_size, processes),
+               "ms_per_image": {stage: 1000 * total / timed if timed else 0.0 for stage, total in stage_seconds.items()},
                "files": {k: printable_name(str(v)) for k, v in written.items()}}
     write_json_atomic(out / "summary.json", summary, overwrite=True, indent=1)
     emit("end", **summary)
@@ -312,8 +320,9 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
     # decoding is cheap next to a one-thread model
     finisher.options = replace(finisher.options, workers=min(finisher.options.workers, 1))
     counter = context.Value("i", 0)
+    stage_totals = context.Array("d", len(STAGES) + 1)  # the others' stage seconds and images timed
     errors = context.SimpleQueue()  # a failed process's one-line reason, for this one to report
-    _FORKED = (predictor, finisher, todo, processes, root, counter, errors)
+    _FORKED = (predictor, finisher, todo, processes, root, counter, errors, stage_totals)
     children = [context.Process(target=_shard_process, args=(rank, os.getpid())) for rank in range(1, processes)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -334,6 +343,7 @@ def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: l
                     told = _tell(children, stop_requested())
                 child.join(timeout=0.5)
                 progress(finisher.finished)
+        finisher.add_times(dict(zip(STAGES, stage_totals[:len(STAGES)])), int(stage_totals[len(STAGES)]))
         if stop_requested():
             return
         failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
@@ -380,7 +390,7 @@ def _shard_process(rank: int, parent: int) -> None:
     inherited the parent's signal handler: a signal makes it stop after the image in hand."""
     quiet_child()
     _die_with_parent(parent)
-    predictor, finisher, todo, processes, root, counter, errors = _FORKED
+    predictor, finisher, todo, processes, root, counter, errors, stage_totals = _FORKED
     torch.set_num_threads(1)
     finisher.lines = {}  # this process's lines reach the parent through its journal
 
@@ -391,15 +401,24 @@ def _shard_process(rank: int, parent: int) -> None:
     try:
         finisher.run(predictor, todo[rank::processes], root, finisher.out / f"results.rank{rank}.jsonl", progress,
                      lambda *a, **k: None)
+        with stage_totals.get_lock():
+            for k, stage in enumerate(STAGES):
+                stage_totals[k] += finisher.stage_seconds[stage]
+            stage_totals[len(STAGES)] += finisher.timed
     except SegcliError as exc:  # the parent reports it in one line (not as this process's traceback)
         errors.put(str(exc))
         raise SystemExit(2) from None
 
 
+STAGES = ("decode", "model", "write")
+"""The stages timed per image (see the module docstring)."""
+
+
 class ImageFinisher:
     """One process's share of the images: ``run`` predicts them, and each is finished on the
     writer thread (``__call__``): class filter, label map, overlay, VIA outlines, then its
-    journal line (written last, so a line in the journal means that image's outputs are complete)."""
+    journal line (written last, so a line in the journal means that image's outputs are complete).
+    ``stage_seconds`` sums the time of each stage over the ``timed`` images predicted."""
 
     def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
                  keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict], stems: dict[str, str]):
@@ -407,6 +426,8 @@ class ImageFinisher:
         self.keep, self.ids, self.lines, self.stems = keep, ids, lines, stems
         self.journal = None
         self.finished = 0  # images of ``run`` written and journalled
+        self.stage_seconds = dict.fromkeys(STAGES, 0.0)
+        self.timed = 0
         self.on_progress: Callable[[int], None] = lambda finished: None
 
     def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
@@ -429,7 +450,20 @@ class ImageFinisher:
                 results.close()  # its DataLoader workers shut down
                 writer.close()
 
+    def add_times(self, seconds: dict[str, float], images: int) -> None:
+        for stage in STAGES:
+            self.stage_seconds[stage] += seconds.get(stage, 0.0)
+        self.timed += images
+
     def __call__(self, result) -> None:
+        start = time.perf_counter()
+        self._finish(result)
+        if not isinstance(result, SkippedImage):  # a skipped image's time is not a predicted image's
+            self.add_times({**result.seconds, "write": time.perf_counter() - start}, 1)
+        self.finished += 1
+        self.on_progress(self.finished)
+
+    def _finish(self, result) -> None:
         if isinstance(result, SkippedImage):
             line = {"file_name": result.file_name, "skipped": result.reason}
         else:
@@ -443,8 +477,6 @@ class ImageFinisher:
         self.journal.write(json.dumps(line) + "\n")
         self.journal.flush()
         self.lines[line["file_name"]] = line
-        self.finished += 1
-        self.on_progress(self.finished)
 
 
 class BackgroundWriter:
