@@ -26,6 +26,7 @@ from segcli.errors import SegcliError
 from segcli.fileio import TEMPORARY_PREFIX, write_bytes_atomic, write_json_atomic
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
+from segcli.formats.masks import encode_label_png
 from segcli.formats.via import write_via_project
 from segcli.ledger import Ledger
 from segcli.structures import Annotation, Category, Dataset, ImageRecord
@@ -210,8 +211,9 @@ def is_utf8_name(name: str) -> bool:
 
 
 def write_label_map(label_map: np.ndarray, path: Path) -> None:
-    """A label PNG, written atomically (a kill never leaves half a file)."""
-    _write_image(label_map, path)
+    """A label PNG (a palette PNG for 8-bit maps, as convert writes them), written atomically
+    (a kill never leaves half a file)."""
+    write_bytes_atomic(path, encode_label_png(label_map))
 
 
 def write_overlay(rgb: np.ndarray, path: Path) -> None:

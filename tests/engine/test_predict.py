@@ -18,6 +18,7 @@ from segcli.engine.predict import PredictOptions, predict_folder
 from segcli.engine.trainer import TrainConfig, train
 from segcli.formats import geometry
 from segcli.formats.io import read_annotations
+from segcli.formats.masks import read_label_map
 from segcli.ledger import Ledger
 
 
@@ -154,7 +155,7 @@ def test_semantic_model_writes_label_maps_and_per_class_masks(tmp_path):
     assert (out / "masks" / "classes.txt").read_text().split() == ["_background_", "circle", "square", "triangle"]
     dataset = json.loads((out / "dataset.json").read_text())
     for image in dataset["images"]:
-        label_map = cv2.imread(str((out / "masks" / image["file_name"]).with_suffix(".png")), cv2.IMREAD_UNCHANGED)
+        label_map = read_label_map((out / "masks" / image["file_name"]).with_suffix(".png"))  # palette: indices
         assert label_map.shape == (120, 160) and label_map.max() <= 3
         overlay = cv2.imread(str((out / "overlays" / image["file_name"]).with_suffix(".jpg")))
         assert overlay.shape == (120, 160, 3)

@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 from segcli.engine.predict import PredictOptions, predict_folder, predict_images
 from segcli.errors import SegcliError
+from segcli.formats.masks import read_label_map
 from segcli.models.defaults import default_weights
 from tests.helpers import assert_refused, run, snapshot, write_image
 
@@ -208,7 +208,7 @@ def test_same_stem_with_two_extensions_gives_distinct_overlays_and_masks(tmp_pat
     masks = sorted(p.name for p in (out / "masks").iterdir() if not p.name.startswith("."))
     assert masks == ["classes.txt", "other.png", "photo.jpg.png", "photo.png.png"]
     for name in ("photo.jpg", "photo.png"):  # each mask is its own image's prediction
-        assert cv2.imread(str(out / "masks" / f"{name}.png"), cv2.IMREAD_UNCHANGED).shape == (HEIGHT, WIDTH)
+        assert read_label_map(out / "masks" / f"{name}.png").shape == (HEIGHT, WIDTH)
     files = snapshot(out / "masks") | snapshot(out / "overlays")
     predict_folder(folder, replace_options(opts, resume=True))
     assert snapshot(out / "masks") | snapshot(out / "overlays") == files

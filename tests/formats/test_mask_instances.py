@@ -192,3 +192,16 @@ def test_instance_folder_can_be_overwritten(tmp_path):
     assert run("convert", src, tmp_path / "inst", "--to", "masks", "--instances").exit_code == 0
     again = run("convert", src, tmp_path / "inst", "--to", "masks", "--instances", "--overwrite", "--images", tmp_path / "images")
     assert again.exit_code == 0, again.stderr
+
+
+def test_predict_label_maps_are_palette_pngs_too(tmp_path):
+    """predict's masks/ goes through the same writer as convert's label maps."""
+    from segcli.engine.predict_outputs import write_label_map
+
+    label_map = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    label_map[10:20, 10:30] = 3
+    write_label_map(label_map, tmp_path / "m.png")
+    with Image.open(tmp_path / "m.png") as image:
+        assert image.mode == "P"
+        assert np.array_equal(np.array(image), label_map)
+    assert np.array_equal(read_label_map(tmp_path / "m.png"), label_map)
