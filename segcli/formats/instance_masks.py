@@ -65,7 +65,7 @@ def write_instance_folder(dataset: Dataset, folder: Path, ledger: Ledger) -> mas
                 "categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory}
                                for c in dataset.categories],
                 "images": entries}
-    (folder / INSTANCES_FILE).write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+    (folder / INSTANCES_FILE).write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     return totals
 
 
