@@ -29,6 +29,7 @@ from segcli.formats.io import detect_format, locate_images, read_annotations
 from segcli.formats.masks import (BACKGROUND, CLASS_FILES, check_class_names, find_classes_file, read_classes,
                                   read_label_map, read_mask_folder)
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
+from segcli.formats.split_record import recorded_part_images
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
 
@@ -67,8 +68,7 @@ def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: st
         return _mask_ground_truth(Path(path), images_dir, need_images, mask_classes or MaskClasses())
     annotation = annotation_path(path)
     if images_dir is None and Path(path).is_dir():
-        from segcli.engine.split import recorded_part_images  # a part of `segcli split`: images stay in place
-        images_dir = recorded_part_images(annotation) or Path(path)
+        images_dir = recorded_part_images(annotation) or Path(path)  # a part of `segcli split`: images stay in place
     ledger = Ledger(str(annotation))
     detected = detect_format(annotation)
     dataset = read_annotations(annotation, ledger, label_attr, images_dir=images_dir, detected=detected)

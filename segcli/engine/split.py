@@ -8,7 +8,7 @@ categories keep their ids and order in every part, attributes and settings are k
 is what ``segcli train DATA`` reads, ``DIR/train/train.json`` and ``DIR/val/val.json`` (a label-
 mask input gives the mask folders ``DIR/train/`` and ``DIR/val/``), and images are never copied:
 ``DIR/split.json`` records the images folder (``segcli train DIR`` looks there, see
-``recorded_images_folder``), a VIA 2 project's ``default_filepath`` is set to it, and
+``formats.split_record``), a VIA 2 project's ``default_filepath`` is set to it, and
 ``DIR/train.txt`` etc. list each part's image files (absolute paths, one a line). Everything is
 built in a temporary folder renamed into place, so a failure leaves nothing behind.
 
@@ -27,7 +27,6 @@ import csv
 import heapq
 import io
 import math
-import os
 import random
 import shutil
 from collections import Counter
@@ -45,11 +44,10 @@ from segcli.fileio import (
 from segcli.formats import masks
 from segcli.formats.images import is_regular_file
 from segcli.formats.io import detect_format, locate_images, read_annotations
+from segcli.formats.split_record import SPLIT_FILE, SPLIT_KIND
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
 
-SPLIT_FILE = "split.json"
-SPLIT_KIND = "segcli split"
 """The ``kind`` of a split.json, so that ``segcli train`` only trusts a file segcli wrote."""
 
 METHOD = ("by image; each class gets 1 image in train, 1 in val from 2 images, 1 in test from 3 "
@@ -384,56 +382,3 @@ def split_record(annotations: Path, dataset: Dataset, seed: int, fractions: dict
             "classes_with_one_image": [r["name"] for r in used if sum(r["images"].values()) == 1],  # train only
             "classes_missing_from_val": [r["name"] for r in used
                                          if sum(r["images"].values()) >= 2 and r["images"]["val"] == 0]}
-
-
-def recorded_images_folder(data: Path) -> Path | None:
-    """The images folder ``segcli split`` recorded in ``DATA/split.json``, for ``segcli train DATA``
-    (its parts name the original images, which stay where they were), or None.
-
-    Trusted only as far as a VIA project's absolute ``default_filepath`` is: the folder must be an
-    absolute path to a folder that holds one of the image files the split recorded (a split.json
-    naming "/" or "/etc" is not followed)."""
-    path = Path(data) / SPLIT_FILE
-    if not is_regular_file(path):
-        return None
-    try:
-        record = read_json(path)
-    except SegcliError:
-        return None
-    if not isinstance(record, dict) or record.get("kind") != SPLIT_KIND or not isinstance(record.get("images_folder"), str):
-        return None
-    folder = Path(record["images_folder"])
-    parts = record.get("parts") if isinstance(record.get("parts"), dict) else {}
-    files = [f for p in parts.values() if isinstance(p, dict) and isinstance(p.get("image_files"), list)
-             for f in p["image_files"][:20] if isinstance(f, str)]
-    try:
-        if not folder.is_absolute() or not folder.is_dir():
-            return None
-        root = Path(os.path.realpath(folder))
-        if any(is_regular_file(folder / f) and Path(os.path.realpath(folder / f)).is_relative_to(root) and
-               not Path(f).is_absolute() and ".." not in Path(f).parts for f in files):
-            return folder
-    except (OSError, ValueError):  # a NUL, a name too long
-        return None
-    return None
-
-
-def recorded_part_images(annotation: Path) -> Path | None:
-    """The images folder of ``annotation`` when it is a part a split wrote (``DIR/val/val.json``
-    named in ``DIR/split.json``), for readers looking for images without --images; else None."""
-    annotation = Path(annotation)
-    split_dir = annotation.parent if annotation.is_dir() else annotation.parent.parent  # DIR/train/ or DIR/train/train.json
-    record_path = split_dir / SPLIT_FILE
-    if not is_regular_file(record_path):
-        return None
-    try:
-        record = read_json(record_path)
-    except SegcliError:
-        return None
-    parts = record.get("parts") if isinstance(record, dict) else None
-    named = {p.get("annotations") for p in parts.values() if isinstance(p, dict)} if isinstance(parts, dict) else set()
-    try:
-        relative = annotation.resolve().relative_to(split_dir.resolve()).as_posix()
-    except (OSError, ValueError):
-        return None
-    return recorded_images_folder(split_dir) if relative in named else None

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from segcli.engine.split import recorded_images_folder
 from segcli.errors import SegcliError
 from segcli.formats.io import locate_images, read_annotations
+from segcli.formats.split_record import recorded_images_folder
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
 

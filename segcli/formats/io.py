@@ -15,6 +15,7 @@ from segcli.errors import SegcliError
 from segcli.fileio import read_json
 from segcli.formats import coco, instance_masks, masks, via, via3
 from segcli.formats.images import IMAGE_SUFFIXES, is_regular_file, resolve_images
+from segcli.formats.split_record import recorded_part_images
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
 
@@ -107,9 +108,6 @@ def default_image_folder(dataset: Dataset) -> tuple[Path, bool, str | None]:
     core = settings.get("core")
     default_path = core.get("default_filepath") if isinstance(core, dict) else None
     if not isinstance(default_path, str) or not default_path.strip():
-        from segcli.engine.split import (
-            recorded_part_images,  # lazy: engine.split imports this module
-        )
         recorded = recorded_part_images(dataset.source_path)  # a part `segcli split` wrote: originals
         if recorded is not None:
             return recorded, True, f"images looked for in {recorded}, where the split.json of this part records them"
