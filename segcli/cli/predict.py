@@ -1,8 +1,12 @@
-"""``segcli predict folder|image``: options, progress and summary; the work is in
-``segcli.engine.predict``."""
+"""``segcli predict folder|image|PATH``: options, progress and summary; the work is in
+``segcli.engine.predict``. A path where the subcommand goes (``segcli predict photos/``) runs
+``predict folder`` for a folder and ``predict image`` for image files or a quoted glob."""
 
 from __future__ import annotations
 
+import difflib
+import glob
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,12 +15,52 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from segcli.cli.common import Task, check_option, console, user_errors
 from segcli.models.defaults import IMAGE_SIZE_RANGE
 
-app = typer.Typer(help="Label images with a trained model: overlays, COCO JSON and a VIA project.",
-                  no_args_is_help=True)
+GLOB_CHARACTERS = "*?["
+IMAGE_SUFFIXES_TEXT = "jpg, png, bmp, tif, webp"
+
+
+class PredictGroup(TyperGroup):
+    """``segcli predict``'s subcommands, and a path in their place: a folder is ``predict
+    folder``, an existing file ``predict image``, a glob (quoted, so the shell left it) the
+    images it matches; anything else is one error line."""
+
+    def resolve_command(self, ctx, args: list[str]):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return self._path_command(args)
+        return super().resolve_command(ctx, args)
+
+    def _path_command(self, args: list[str]):
+        from segcli.engine.predictor import PREDICT_SUFFIXES
+        from segcli.errors import SegcliError
+
+        name = args[0]
+        if os.path.isdir(name):
+            return "folder", self.commands["folder"], args
+        if os.path.lexists(name):
+            return "image", self.commands["image"], args
+        if any(character in name for character in GLOB_CHARACTERS):
+            matches = sorted(path for path in glob.glob(name) if os.path.isfile(path)
+                             and Path(path).suffix.lower() in PREDICT_SUFFIXES)
+            if matches:
+                return "image", self.commands["image"], [*matches, *args[1:]]
+            problem = f"no image ({IMAGE_SUFFIXES_TEXT}) matches this pattern"
+        else:
+            close = difflib.get_close_matches(name, list(self.commands), n=1)
+            problem = "no such predict command, folder or file" + (f" (did you mean `predict {close[0]}`?)"
+                                                                    if close else "")
+        with user_errors():
+            raise SegcliError(f"{problem}; use `segcli predict folder DIR` or `segcli predict image FILE...`", name)
+
+
+app = typer.Typer(cls=PredictGroup, no_args_is_help=True, subcommand_metavar="PATH | COMMAND [ARGS]...",
+                  help="Label images with a trained model: overlays, COCO JSON and a VIA project.\n\n"
+                       "`segcli predict PATH [OPTIONS]`: PATH a folder (as `predict folder`), image files or a "
+                       "quoted glob such as 'photos/*.jpg' (as `predict image`), with the same options.")
 
 
 class Format(str, Enum):
@@ -30,6 +74,20 @@ WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Che
 TaskOption = Annotated[Task, typer.Option("--task", help="Without --weights: use the shipped instance (Mask R-CNN) or semantic (PSPNet) model.")]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/predict/exp, exp2, ...).")]
 ConfOption = Annotated[float, typer.Option("--conf", help="Score threshold (applied inside the model).")]
+IouOption = Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (instance).")]
+MaxDetOption = Annotated[int, typer.Option("--max-det", help="Detections per image at most.")]
+BatchOption = Annotated[int, typer.Option("--batch", help="Images per forward pass (the results do not depend on it).")]
+WorkersOption = Annotated[int, typer.Option("--workers", help="Decoding worker processes.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ImgszOption = Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees (default: the checkpoint's).")]
+ClassesOption = Annotated[str | None, typer.Option("--classes", help="Keep only these classes, comma-separated: names, or category ids as in predictions.json (1..C in the model's order), e.g. --classes 1,3 or --classes cat,dog.")]
+OverlaysOption = Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay pictures.")]
+AlphaOption = Annotated[float, typer.Option("--alpha", help="Mask opacity in overlays.")]
+FormatOption = Annotated[list[Format] | None, typer.Option("--format", help="coco, via, masks or all (repeatable; default all).")]
+PolygonsOption = Annotated[bool, typer.Option("--polygons", help="Segmentations as polygons instead of RLE.")]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Complete an interrupted run in --out (finished images are kept).")]
+ProcsOption = Annotated[int, typer.Option("--procs", help="CPU: prediction processes of one thread each (0: one per core, at most 4; faster than threads; the results do not depend on it).")]
+TileOption = Annotated[int | None, typer.Option("--tile", help="Instance: cut big images into overlapping tiles of this many pixels, seen at full resolution, merged by NMS.")]
 
 
 def _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz, recursive, classes, overlays,
@@ -114,21 +172,21 @@ def folder(
     task: TaskOption = Task.instance,
     out: OutOption = None,
     conf: ConfOption = 0.5,
-    iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (instance).")] = None,
-    max_det: Annotated[int, typer.Option("--max-det", help="Detections per image at most.")] = 100,
-    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 4,
-    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes.")] = 2,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees (default: the checkpoint's).")] = None,
+    iou: IouOption = None,
+    max_det: MaxDetOption = 100,
+    batch: BatchOption = 4,
+    workers: WorkersOption = 2,
+    device: DeviceOption = "auto",
+    imgsz: ImgszOption = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Include sub-folders.")] = False,
-    classes: Annotated[str | None, typer.Option("--classes", help="Keep only these classes (comma-separated names).")] = None,
-    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="Write overlay pictures.")] = True,
-    alpha: Annotated[float, typer.Option("--alpha", help="Mask opacity in overlays.")] = 0.45,
-    formats: Annotated[list[Format] | None, typer.Option("--format", help="coco, via, masks or all (repeatable; default all).")] = None,
-    polygons: Annotated[bool, typer.Option("--polygons", help="Segmentations as polygons instead of RLE.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run in --out (finished images are kept).")] = False,
-    procs: Annotated[int, typer.Option("--procs", help="CPU: prediction processes of one thread each (0: one per core, at most 4; faster than threads).")] = 0,
-    tile: Annotated[int | None, typer.Option("--tile", help="Instance: cut big images into overlapping tiles of this many pixels, seen at full resolution, merged by NMS.")] = None,
+    classes: ClassesOption = None,
+    overlays: OverlaysOption = True,
+    alpha: AlphaOption = 0.45,
+    formats: FormatOption = None,
+    polygons: PolygonsOption = False,
+    resume: ResumeOption = False,
+    procs: ProcsOption = 0,
+    tile: TileOption = None,
 ) -> None:
     """Label every image in a folder: overlays/, predictions.json, dataset.json, via_project.json.
 
@@ -139,6 +197,7 @@ def folder(
       segcli predict folder aerial/ -w best.pt --tile 640     # small objects in huge images
       segcli predict folder photos/ -w best.pt --conf 0.3 --recursive --out labelled/
       segcli predict folder photos/ -w best.pt --out labelled/ --resume    # after an interruption
+      segcli predict photos/ -w best.pt --classes 1,3          # the same without `folder`; classes by id
     """
     from segcli.engine.predict import predict_folder
 
@@ -160,20 +219,35 @@ def image(
     task: TaskOption = Task.instance,
     out: OutOption = None,
     conf: ConfOption = 0.5,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    iou: IouOption = None,
+    max_det: MaxDetOption = 100,
+    batch: BatchOption = 4,
+    workers: WorkersOption = 0,
+    device: DeviceOption = "auto",
+    imgsz: ImgszOption = None,
+    classes: ClassesOption = None,
+    overlays: OverlaysOption = True,
+    alpha: AlphaOption = 0.45,
+    formats: FormatOption = None,
+    polygons: PolygonsOption = False,
+    resume: ResumeOption = False,
+    procs: ProcsOption = 1,
+    tile: TileOption = None,
 ) -> None:
-    """Label one or a few image files (same outputs as `predict folder`).
+    """Label one or a few image files (same outputs and options as `predict folder`).
 
     Examples:
       segcli predict image photo.jpg
       segcli predict image photo.jpg --weights best.pt
+      segcli predict photo.jpg other.png                   # the same without `image`
+      segcli predict 'photos/*.jpg' --classes square       # a quoted glob: the images it matches
     """
     from segcli.engine.predict import predict_images
     from segcli.errors import SegcliError
 
     printer = Printer()
     with user_errors():
-        _check_options(conf)
+        _check_options(conf, iou, max_det, batch, workers, imgsz, alpha, tile, procs)
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise SegcliError("image file not found", missing[0])
@@ -182,8 +256,9 @@ def image(
             raise SegcliError("not a regular file (a folder, FIFO or device); give image files", special[0])
         root = Path(files[0]).parent
         try:
-            predict_images([Path(f) for f in files], root, _options(weights, task, out, conf, None, 100, 4, 0, device,
-                                                                    None, False, None, True, 0.45, None, False),
+            predict_images([Path(f) for f in files], root,
+                           _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz, False,
+                                    classes, overlays, alpha, formats, polygons, resume, tile, procs),
                            printer)
         finally:
             printer.stop()

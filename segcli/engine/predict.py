@@ -510,12 +510,18 @@ class BackgroundWriter:
 
 
 def _class_filter(classes: list[str] | None, names: list[str]) -> set[int] | None:
+    """The category ids (1..C, as in predictions.json) ``--classes`` keeps: each entry a class
+    name, or an id (a name wins where a class is named by digits)."""
     if not classes:
         return None
-    unknown = [c for c in classes if c not in names]
+    ids = {name: number for number, name in enumerate(names, start=1)}
+    ids.update((str(number), number) for number in range(1, len(names) + 1) if str(number) not in ids)
+    unknown = [c for c in classes if c not in ids]
     if unknown:
-        raise SegcliError(f"--classes {', '.join(unknown)}: not in this model (it knows {', '.join(names)})")
-    return {names.index(c) + 1 for c in classes}
+        known = ", ".join(f"{number} {name}" for number, name in enumerate(names, start=1))
+        raise SegcliError(f"--classes {', '.join(unknown)}: not in this model; give class names or category ids "
+                          f"(as in predictions.json): {known}")
+    return {ids[c] for c in classes}
 
 
 def _filter_classes(result, keep: set[int] | None) -> None:
