@@ -25,8 +25,9 @@ from segcli.fileio import read_json
 from segcli.formats import geometry
 from segcli.formats.coco import write_coco
 from segcli.formats.images import files_inside
+from segcli.formats.instance_masks import is_instance_folder, read_instance_folder
 from segcli.formats.io import detect_format, locate_images, read_annotations
-from segcli.formats.masks import (BACKGROUND, CLASS_FILES, check_class_names, find_classes_file, read_classes,
+from segcli.formats.masks import (BACKGROUND, CLASS_FILES, INSTANCES_FILE, check_class_names, find_classes_file, read_classes,
                                   read_label_map, read_mask_folder)
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
 from segcli.formats.split_record import recorded_part_images
@@ -64,7 +65,7 @@ def load_ground_truth(path: Path, images_dir: Path | None = None, label_attr: st
     ``need_images``: the images themselves are needed (predicting with a model), not only sizes.
     ``mask_classes``: the class names of a label-mask folder without a classes file.
     """
-    if is_mask_folder(path):
+    if is_mask_folder(path) or is_instance_folder(path):
         return _mask_ground_truth(Path(path), images_dir, need_images, mask_classes or MaskClasses())
     annotation = annotation_path(path)
     if images_dir is None and Path(path).is_dir():
@@ -140,11 +141,17 @@ def _mask_ground_truth(folder: Path, images_dir: Path | None, need_images: bool,
                        mask_classes: MaskClasses) -> GroundTruth:
     """A label-mask folder as instance ground truth: one object per connected component and
     class (``segcli convert``'s reading); image file names when ``images_dir`` holds them."""
-    names, source = mask_classes.names_for(folder)
     if need_images and images_dir is None:
         raise SegcliError("a label-mask ground truth needs --images DIR (the images the masks belong to)", folder)
     ledger = Ledger(str(folder))
-    dataset = read_mask_folder(folder, ledger, Path(images_dir) if images_dir is not None else None, names=names)
+    images_dir = Path(images_dir) if images_dir is not None else None
+    if is_instance_folder(folder):  # instance-id maps: instances.json names every id's class
+        dataset = read_instance_folder(folder, ledger, images_dir)
+        note = f"masks: {folder} holds instance-id maps (classes from its {INSTANCES_FILE})"
+    else:
+        names, source = mask_classes.names_for(folder)
+        dataset = read_mask_folder(folder, ledger, images_dir, names=names)
+        note = mapping_note(folder, names, source)
     ledger.raise_errors()
     warnings = []
     if images_dir is not None:
@@ -158,7 +165,7 @@ def _mask_ground_truth(folder: Path, images_dir: Path | None, need_images: bool,
     coco = write_coco(dataset, ledger)
     if not coco["images"]:
         raise SegcliError("no label PNGs in the mask folder", folder)
-    return GroundTruth(coco, dataset, folder, warnings, [mapping_note(folder, names, source)])
+    return GroundTruth(coco, dataset, folder, warnings, [note])
 
 
 @dataclass
@@ -175,6 +182,9 @@ class Predictions:
 def load_predictions(path: Path) -> Predictions:
     """COCO results (a list), or a COCO file whose annotations are the predictions."""
     path = Path(path)
+    if is_instance_folder(path):
+        raise SegcliError(f"an instance-id mask folder ({INSTANCES_FILE}) holds no scores, so it cannot be scored as "
+                          "predictions; give it as --gt, or predictions as COCO results", path)
     data = read_json(path)  # a FIFO or a device is refused there, never opened
     warnings = []
     sibling = None

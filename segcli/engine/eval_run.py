@@ -28,6 +28,7 @@ from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMat
 from segcli.engine.predict_outputs import coco_results
 from segcli.errors import SegcliError
 from segcli.fileio import refuse_writing_inputs, write_json_atomic
+from segcli.formats.instance_masks import is_instance_folder
 
 COCO_MAX_DETS = 100
 
@@ -67,7 +68,8 @@ def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **
     check_output_paths(options.out, options.json_path)
     # all or nothing: files are staged inside --out and moved into place once all are written
     if options.pred is not None:
-        report = _semantic_files(options) if Path(options.pred).is_dir() else _instance_files(options)
+        report = (_semantic_files(options) if Path(options.pred).is_dir() and not is_instance_folder(options.pred)
+                  else _instance_files(options))
         _warn_unused_classes(options, report)
         with StagedOutput(options.out) as output:
             _write_report(report, output, options)
