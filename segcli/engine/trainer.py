@@ -729,8 +729,9 @@ def _rng_problem(states: dict) -> str | None:
 
 
 def _train_scales(size: int) -> list[int]:
-    """Short sides for scale jitter: multiples of 32 from 0.8x to 1.2x the model's size."""
-    return list(range(int(size * 0.8) // 32 * 32, int(size * 1.2) + 1, 32)) or [size]
+    """Short sides for scale jitter: multiples of 32 from 0.8x to 1.2x the model's size, never
+    below 32 (at --imgsz 32 the range began at 0 and the model's resize failed)."""
+    return list(range(max(32, int(size * 0.8) // 32 * 32), int(size * 1.2) + 1, 32)) or [size]
 
 
 def _path(value: str | None) -> Path | None:
