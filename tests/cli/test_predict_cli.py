@@ -77,7 +77,7 @@ def test_image_files_without_subcommand_are_predict_image_with_every_option(imag
 
 
 def test_a_quoted_glob_without_subcommand_predicts_the_matching_images(images, tmp_path):
-    first = sorted(images.iterdir())[0]
+    first = min(images.iterdir())
     pattern = str(images / f"{first.stem[:-1]}[01]{first.suffix}")  # 000000.png and 000001.png
     result = run("predict", pattern, "--out", tmp_path / "out", *FAST)
     assert result.exit_code == 0, result.output
@@ -110,6 +110,6 @@ def test_classes_by_category_id_equal_classes_by_name(images, tmp_path):
 
 @pytest.mark.parametrize("classes, bad", [("7", "7"), ("0", "0"), ("circle,dog", "dog")])
 def test_unknown_classes_are_one_error_line_listing_the_valid_ones(images, tmp_path, classes, bad):
-    line = assert_refused(run("predict", "folder", images, "--out", tmp_path / "out", *FAST, "--classes", classes),
-                          bad, "1 circle", "2 square", "3 triangle")
+    assert_refused(run("predict", "folder", images, "--out", tmp_path / "out", *FAST, "--classes", classes),
+                   bad, "1 circle", "2 square", "3 triangle")
     assert not (tmp_path / "out").exists()
