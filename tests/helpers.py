@@ -80,3 +80,22 @@ def can_mount_tmpfs(tmp_path: Path) -> bool:
     done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=4k tmpfs {probe}"],
                           capture_output=True, timeout=60)
     return done.returncode == 0
+
+
+def direct_cocoeval(gt_path, results, iou_type: str) -> list[float]:
+    """The 12 COCOeval figures of a plain pycocotools call (loadRes of the results as given), to
+    hold segcli's figures against."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [float(v) for v in evaluator.stats]

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 
 import cv2
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from segcli.cli import app
@@ -19,6 +14,7 @@ from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.eval_run import EvalOptions, instance_report, run_eval
 from segcli.engine.evaluate import STAT_NAMES
 from segcli.formats import geometry
+from tests.helpers import direct_cocoeval
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +45,13 @@ def shapes(tmp_path_factory):
     return root, truth, results
 
 
-def _direct(gt_path, results, iou_type):
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator.stats
 
 
 def test_figures_equal_a_direct_pycocotools_call(shapes, tmp_path):
     root, _, results = shapes
     report = run_eval(EvalOptions(gt=root / "gt" / "coco.json", pred=root / "pred.json", out=tmp_path / "e"))
     for iou_type in ("segm", "bbox"):
-        direct = _direct(root / "gt" / "coco.json", results, iou_type)
+        direct = direct_cocoeval(root / "gt" / "coco.json", results, iou_type)
         ours = [report[iou_type][name] for name in STAT_NAMES]
         assert np.allclose(ours, direct, atol=1e-9, rtol=0), (iou_type, ours, direct)
     assert 0.2 < report["segm"]["AP"] < 0.95  # imperfect, not degenerate

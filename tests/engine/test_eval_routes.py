@@ -3,15 +3,10 @@ files an eval run keeps, and as a direct pycocotools call on those files (issue 
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from segcli.cli import app
@@ -21,6 +16,7 @@ from segcli.engine.evaluate import STAT_NAMES
 from segcli.engine.predict import PredictOptions, predict_folder
 from segcli.formats import geometry
 from segcli.models.defaults import default_weights
+from tests.helpers import direct_cocoeval
 
 
 SMALL, IMGSZ = ((160, 120),), 120  # small images seen at their own size: every model run is quick
@@ -31,15 +27,6 @@ def _figures(report: dict) -> dict:
             for kind in ("segm", "bbox")}
 
 
-def _direct(gt_path, results, iou_type) -> list[float]:
-    """The 12 COCOeval figures of a plain pycocotools call (loadRes of the results as given)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return [float(v) for v in evaluator.stats]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +67,7 @@ def test_eval_keeps_its_predictions_and_they_score_the_same(instance_runs, tmp_p
     results = json.loads(kept.read_text())
     for iou_type in ("segm", "bbox"):
         ours = [model[iou_type][name] for name in STAT_NAMES]
-        assert np.allclose(ours, _direct(root / "gt" / "coco.json", results, iou_type), atol=1e-12, rtol=0)
+        assert np.allclose(ours, direct_cocoeval(root / "gt" / "coco.json", results, iou_type), atol=1e-12, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +108,7 @@ def test_figures_equal_pycocotools_on_results_with_boxes(boxed_results, tmp_path
     report = run_eval(EvalOptions(gt=root / "coco.json", pred=root / "pred.json", out=tmp_path / "e", backend=backend))
     for iou_type in ("segm", "bbox"):
         ours = [report[iou_type][name] for name in STAT_NAMES]
-        assert np.allclose(ours, _direct(root / "coco.json", results, iou_type), atol=1e-9, rtol=0), iou_type
+        assert np.allclose(ours, direct_cocoeval(root / "coco.json", results, iou_type), atol=1e-9, rtol=0), iou_type
 
 
 def test_mask_area_buckets_on_request(boxed_results, tmp_path):
@@ -129,9 +116,9 @@ def test_mask_area_buckets_on_request(boxed_results, tmp_path):
     report = run_eval(EvalOptions(gt=root / "coco.json", pred=root / "pred.json", out=tmp_path / "e",
                                   segm_area="mask"))
     without_boxes = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
-    direct = _direct(root / "coco.json", without_boxes, "segm")
+    direct = direct_cocoeval(root / "coco.json", without_boxes, "segm")
     assert np.allclose([report["segm"][name] for name in STAT_NAMES], direct, atol=1e-9, rtol=0)
-    assert direct != _direct(root / "coco.json", results, "segm")  # the two rules do differ here
+    assert direct != direct_cocoeval(root / "coco.json", results, "segm")  # the two rules do differ here
     assert any("its mask's (--segm-area mask" in note for note in report["notes"])
 
 
