@@ -237,17 +237,14 @@ class Predictor:
         if tile is not None and (self.task != "instance" or tile < 64):
             raise SegcliError("--tile needs an instance model and a tile of at least 64 pixels", weights)
         if self.task == "instance":
-            configure_inference(self.model, score_thresh=conf, detections_per_img=max_det)
-            if iou is not None:
-                self.model.roi_heads.nms_thresh = float(iou)
-            if imgsz:
-                self.model.transform.min_size = (int(imgsz),)
-                self.model.transform.max_size = int(imgsz * args["max_size"] / args["min_size"])
-            self.longest_side = self.model.transform.max_size
-            self.max_det = max_det
+            min_size = int(imgsz) if imgsz else args["min_size"]
+            max_size = int(imgsz * args["max_size"] / args["min_size"]) if imgsz else args["max_size"]
+            self.longest_side = max_size
             if tile:  # tiles are seen at full resolution: the model's resize becomes a no-op
-                self.model.transform.min_size, self.model.transform.max_size = (int(tile),), int(tile)
-                self.longest_side = None
+                min_size, max_size, self.longest_side = int(tile), int(tile), None
+            configure_inference(self.model, score_thresh=conf, detections_per_img=max_det, nms_thresh=iou,
+                                min_size=min_size, max_size=max_size)
+            self.max_det = max_det
             self.mean = self.std = None
         else:
             self.input_size = int(imgsz or args["input_size"])

@@ -575,8 +575,7 @@ class Trainer:
         model = self.bare_model
         model.eval()
         if self.config.task == "instance":
-            model.transform.min_size = (self.model_args["min_size"],)
-            configure_inference(model, score_thresh=0.05, detections_per_img=100)
+            configure_inference(model, score_thresh=0.05, detections_per_img=100, min_size=self.model_args["min_size"])
             return self._validate_instance(model)
         return self._validate_semantic(model)
 

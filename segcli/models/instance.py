@@ -149,14 +149,27 @@ def _mobilenet_fpn(init: str, channels: int) -> BackboneWithFPN:
     return BackboneWithFPN(features, return_layers, in_channels, channels, extra_blocks=LastLevelMaxPool())
 
 
-def configure_inference(model: MaskRCNN, score_thresh: float | None = None,
-                        detections_per_img: int | None = None) -> MaskRCNN:
-    """Push the user's score threshold and detection cap into the RoI heads, so boxes the user
-    would discard never reach the mask head (most of the CPU cost of an unsure model)."""
+def configure_inference(model: MaskRCNN, score_thresh: float | None = None, detections_per_img: int | None = None,
+                        nms_thresh: float | None = None, min_size: int | None = None,
+                        max_size: int | None = None) -> MaskRCNN:
+    """Set a Mask R-CNN's inference settings, the one place they are set (predict, eval and
+    training validation all come here); None leaves a setting as it is.
+
+    The score threshold and detection cap go into the RoI heads, so boxes the user would discard
+    never reach the mask head (most of the CPU cost of an unsure model); ``nms_thresh`` is the
+    RoI heads' class-wise NMS IoU; ``min_size``/``max_size`` are the short-side target and the
+    long-side cap of the model's own resize."""
+    heads, transform = model.roi_heads, model.transform
     if score_thresh is not None:
-        model.roi_heads.score_thresh = float(score_thresh)
+        heads.score_thresh = float(score_thresh)
     if detections_per_img is not None:
-        model.roi_heads.detections_per_img = int(detections_per_img)
+        heads.detections_per_img = int(detections_per_img)
+    if nms_thresh is not None:
+        heads.nms_thresh = float(nms_thresh)
+    if min_size is not None:
+        transform.min_size = (int(min_size),)
+    if max_size is not None:
+        transform.max_size = int(max_size)
     return model
 
 
