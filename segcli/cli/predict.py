@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from segcli.cli.common import Task, check_option, console, user_errors
+from segcli.engine.predict_options import PredictOptions
 from segcli.models.defaults import IMAGE_SIZE_RANGE
 
 GLOB_CHARACTERS = "*?["
@@ -90,33 +91,39 @@ ProcsOption = Annotated[int, typer.Option("--procs", help="CPU: prediction proce
 TileOption = Annotated[int | None, typer.Option("--tile", help="Instance: cut big images into overlapping tiles of this many pixels, seen at full resolution, merged by NMS.")]
 
 
-def _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz, recursive, classes, overlays,
-             alpha, formats, polygons, resume=False, tile=None, procs=1):
-    from segcli.engine.predict import PredictOptions
+FOLDER_PROCS = 0  # a folder is usually many images: one process per core (PredictOptions: 1)
+IMAGE_WORKERS = 0  # a few files: decoding workers would cost more to start than they save
+
+
+def _options(given: dict) -> PredictOptions:
+    """A command's parameters as PredictOptions: they are named as its fields, except --task (which
+    shipped model without --weights), and --classes and --format as typed."""
+    from dataclasses import fields
+
     from segcli.models.defaults import default_weights
 
-    return PredictOptions(weights=weights or default_weights(Task(task).value), out=out, conf=conf, iou=iou, max_det=max_det, batch=batch, workers=workers,
-                          device=device, imgsz=imgsz, recursive=recursive,
-                          classes=[c.strip() for c in classes.split(",")] if classes else None, overlays=overlays,
-                          alpha=alpha, formats={f.value for f in formats} if formats else {"coco", "via", "masks"},
-                          polygons=polygons, resume=resume, tile=tile, procs=procs)
+    names = {option.name for option in fields(PredictOptions)} - {"weights", "classes", "formats"}
+    classes, formats = given["classes"], given["formats"]
+    return PredictOptions(weights=given["weights"] or default_weights(Task(given["task"]).value),
+                          classes=[c.strip() for c in classes.split(",")] if classes else None,
+                          formats={f.value for f in formats} if formats else {"coco", "via", "masks"},
+                          **{name: value for name, value in given.items() if name in names})
 
 
 TILE_RANGE = (64, IMAGE_SIZE_RANGE[1])
 
 
-def _check_options(conf: float, iou: float | None = None, max_det: int = 1, batch: int = 1, workers: int = 0,
-                   imgsz: int | None = None, alpha: float = 0.0, tile: int | None = None, procs: int = 0) -> None:
+def _check_options(given: dict) -> None:
     """Every numeric option in its range, before the model is loaded or any folder made."""
-    check_option("--conf", conf, 0, 1)
-    check_option("--iou", iou, 0, 1)
-    check_option("--max-det", max_det, 1)
-    check_option("--batch", batch, 1)
-    check_option("--workers", workers, 0)
-    check_option("--imgsz", imgsz, *IMAGE_SIZE_RANGE)
-    check_option("--alpha", alpha, 0, 1)
-    check_option("--tile", tile, *TILE_RANGE)
-    check_option("--procs", procs, 0)
+    check_option("--conf", given["conf"], 0, 1)
+    check_option("--iou", given["iou"], 0, 1)
+    check_option("--max-det", given["max_det"], 1)
+    check_option("--batch", given["batch"], 1)
+    check_option("--workers", given["workers"], 0)
+    check_option("--imgsz", given["imgsz"], *IMAGE_SIZE_RANGE)
+    check_option("--alpha", given["alpha"], 0, 1)
+    check_option("--tile", given["tile"], *TILE_RANGE)
+    check_option("--procs", given["procs"], 0)
 
 
 class Printer:
@@ -170,23 +177,23 @@ def folder(
     images: Annotated[Path, typer.Argument(help="Folder of images (jpg, png, bmp, tif, webp).")],
     weights: WeightsOption = None,
     task: TaskOption = Task.instance,
-    out: OutOption = None,
-    conf: ConfOption = 0.5,
-    iou: IouOption = None,
-    max_det: MaxDetOption = 100,
-    batch: BatchOption = 4,
-    workers: WorkersOption = 2,
-    device: DeviceOption = "auto",
-    imgsz: ImgszOption = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Include sub-folders.")] = False,
+    out: OutOption = PredictOptions.out,
+    conf: ConfOption = PredictOptions.conf,
+    iou: IouOption = PredictOptions.iou,
+    max_det: MaxDetOption = PredictOptions.max_det,
+    batch: BatchOption = PredictOptions.batch,
+    workers: WorkersOption = PredictOptions.workers,
+    device: DeviceOption = PredictOptions.device,
+    imgsz: ImgszOption = PredictOptions.imgsz,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Include sub-folders.")] = PredictOptions.recursive,
     classes: ClassesOption = None,
-    overlays: OverlaysOption = True,
-    alpha: AlphaOption = 0.45,
+    overlays: OverlaysOption = PredictOptions.overlays,
+    alpha: AlphaOption = PredictOptions.alpha,
     formats: FormatOption = None,
-    polygons: PolygonsOption = False,
-    resume: ResumeOption = False,
-    procs: ProcsOption = 0,
-    tile: TileOption = None,
+    polygons: PolygonsOption = PredictOptions.polygons,
+    resume: ResumeOption = PredictOptions.resume,
+    procs: ProcsOption = FOLDER_PROCS,
+    tile: TileOption = PredictOptions.tile,
 ) -> None:
     """Label every image in a folder: overlays/, predictions.json, dataset.json, via_project.json.
 
@@ -199,15 +206,14 @@ def folder(
       segcli predict folder photos/ -w best.pt --out labelled/ --resume    # after an interruption
       segcli predict photos/ -w best.pt --classes 1,3          # the same without `folder`; classes by id
     """
+    given = dict(locals())  # the parameters, named as PredictOptions' fields (see _options)
     from segcli.engine.predict import predict_folder
 
     printer = Printer()
     with user_errors():
-        _check_options(conf, iou, max_det, batch, workers, imgsz, alpha, tile, procs)
+        _check_options(given)
         try:
-            predict_folder(images, _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz,
-                                            recursive, classes, overlays, alpha, formats, polygons, resume, tile, procs),
-                           printer)
+            predict_folder(images, _options(given), printer)
         finally:
             printer.stop()
 
@@ -217,22 +223,22 @@ def image(
     files: Annotated[list[Path], typer.Argument(help="Image file(s).")],
     weights: WeightsOption = None,
     task: TaskOption = Task.instance,
-    out: OutOption = None,
-    conf: ConfOption = 0.5,
-    iou: IouOption = None,
-    max_det: MaxDetOption = 100,
-    batch: BatchOption = 4,
-    workers: WorkersOption = 0,
-    device: DeviceOption = "auto",
-    imgsz: ImgszOption = None,
+    out: OutOption = PredictOptions.out,
+    conf: ConfOption = PredictOptions.conf,
+    iou: IouOption = PredictOptions.iou,
+    max_det: MaxDetOption = PredictOptions.max_det,
+    batch: BatchOption = PredictOptions.batch,
+    workers: WorkersOption = IMAGE_WORKERS,
+    device: DeviceOption = PredictOptions.device,
+    imgsz: ImgszOption = PredictOptions.imgsz,
     classes: ClassesOption = None,
-    overlays: OverlaysOption = True,
-    alpha: AlphaOption = 0.45,
+    overlays: OverlaysOption = PredictOptions.overlays,
+    alpha: AlphaOption = PredictOptions.alpha,
     formats: FormatOption = None,
-    polygons: PolygonsOption = False,
-    resume: ResumeOption = False,
-    procs: ProcsOption = 1,
-    tile: TileOption = None,
+    polygons: PolygonsOption = PredictOptions.polygons,
+    resume: ResumeOption = PredictOptions.resume,
+    procs: ProcsOption = PredictOptions.procs,
+    tile: TileOption = PredictOptions.tile,
 ) -> None:
     """Label one or a few image files (same outputs and options as `predict folder`).
 
@@ -242,12 +248,13 @@ def image(
       segcli predict photo.jpg other.png                   # the same without `image`
       segcli predict 'photos/*.jpg' --classes square       # a quoted glob: the images it matches
     """
+    given = dict(locals())  # the parameters, named as PredictOptions' fields (see _options)
     from segcli.engine.predict import predict_images
     from segcli.errors import SegcliError
 
     printer = Printer()
     with user_errors():
-        _check_options(conf, iou, max_det, batch, workers, imgsz, alpha, tile, procs)
+        _check_options(given)
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise SegcliError("image file not found", missing[0])
@@ -256,9 +263,6 @@ def image(
             raise SegcliError("not a regular file (a folder, FIFO or device); give image files", special[0])
         root = Path(files[0]).parent
         try:
-            predict_images([Path(f) for f in files], root,
-                           _options(weights, task, out, conf, iou, max_det, batch, workers, device, imgsz, False,
-                                    classes, overlays, alpha, formats, polygons, resume, tile, procs),
-                           printer)
+            predict_images([Path(f) for f in files], root, _options(given), printer)
         finally:
             printer.stop()

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from segcli.engine.overlay import draw_instances, draw_semantic
 from segcli.engine.distributed import all_max, destroy, init_process_group
 from segcli.engine.interrupt import Interrupted, interruptible, quiet_child, saving, signal_name, stop_requested
 from segcli.engine.run_dir import FolderLock, create_next_exp_dir
+from segcli.engine.predict_options import PredictOptions
 from segcli.engine.predict_outputs import (JOURNAL, is_utf8_name, line_to_record, mask_outline, merge_journals,
                                            open_journal, output_stems, prediction_record, predictions_dataset,
                                            printable_name, read_journal, record_to_line, write_label_map,
@@ -55,31 +56,6 @@ from segcli.fileio import remove_temporaries, write_bytes_atomic, write_json_ato
 from segcli.formats.masks import check_class_names, classes_text
 
 FORMATS = ("coco", "via", "masks", "all")
-
-
-@dataclass
-class PredictOptions:
-    """Options of ``segcli predict`` (see its --help)."""
-
-    weights: Path
-    out: Path | None = None
-    conf: float = 0.5
-    iou: float | None = None
-    max_det: int = 100
-    batch: int = 4
-    workers: int = 2
-    device: str = "auto"
-    imgsz: int | None = None
-    recursive: bool = False
-    classes: list[str] | None = None
-    overlays: bool = True
-    alpha: float = 0.45
-    formats: set[str] = field(default_factory=lambda: {"coco", "via", "masks"})
-    polygons: bool = False
-    review_below: float = 0.7
-    resume: bool = False
-    tile: int | None = None
-    procs: int = 1
 
 
 MARKER = ".segcli-predict"
