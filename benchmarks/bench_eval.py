@@ -29,7 +29,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segcli.engine.eval_run import EvalOptions, run_eval  # noqa: E402
+from segcli.engine.eval.run import EvalOptions, run_eval  # noqa: E402
 
 
 def _shape(rng, width: int, height: int) -> list[float]:

@@ -29,10 +29,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segcli.data.synthetic import generate_shapes_dataset  # noqa: E402
-from segcli.engine.overlay import draw_instances  # noqa: E402
-from segcli.engine.postprocess import detections_to_results  # noqa: E402
-from segcli.engine.predict import PredictOptions, predict_folder  # noqa: E402
-from segcli.engine.trainer import TrainConfig, train  # noqa: E402
+from segcli.engine.core.overlay import draw_instances  # noqa: E402
+from segcli.engine.core.results import detections_to_results  # noqa: E402
+from segcli.engine.predict.run import PredictOptions, predict_folder  # noqa: E402
+from segcli.engine.train.trainer import TrainConfig, train  # noqa: E402
 from segcli.formats import geometry  # noqa: E402
 from segcli.models.checkpoint import load_checkpoint  # noqa: E402
 from segcli.models.defaults import DEFAULT_WEIGHTS, default_weights, weights_dir  # noqa: E402

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segcli.data.synthetic import generate_shapes_dataset  # noqa: E402
-from segcli.engine.trainer import TrainConfig, Trainer, learning_rate  # noqa: E402
+from segcli.engine.train.trainer import TrainConfig, Trainer, learning_rate  # noqa: E402
 from segcli.models.registry import build_model  # noqa: E402
 
 

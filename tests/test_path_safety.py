@@ -10,10 +10,10 @@ import numpy as np
 from typer.testing import CliRunner
 
 from segcli.cli import app
-from segcli.engine.eval_inputs import read_mask_maps
-from segcli.engine.predictor import list_images
+from segcli.engine.eval.inputs import read_mask_maps
+from segcli.engine.core.inference import list_images
 from segcli.formats.images import resolve_images
-from segcli.engine.predict_outputs import write_label_map
+from segcli.engine.predict.outputs import write_label_map
 from segcli.formats.masks import read_mask_folder
 from segcli.ledger import Ledger
 from segcli.structures import Dataset, ImageRecord

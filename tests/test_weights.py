@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from segcli.cli import app
-from segcli.engine.predict import PredictOptions, predict_folder
+from segcli.engine.predict.run import PredictOptions, predict_folder
 from segcli.models.checkpoint import read_checkpoint
 from segcli.models.defaults import DEFAULT_WEIGHTS, default_weights, weights_dir
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from segcli.engine.interrupt import Interrupted
+from segcli.engine.core.interrupt import Interrupted
 from segcli.errors import SegcliError
 from segcli.ledger import Ledger
 

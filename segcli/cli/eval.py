@@ -1,4 +1,4 @@
-"""``segcli eval``: options, tables and plots paths; the work is in ``segcli.engine.eval_run``."""
+"""``segcli eval``: options, tables and plots paths; the work is in ``segcli.engine.eval.run``."""
 
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def evaluate(
       segcli eval --gt data/val/masks --images data/val/images --task semantic     # label PNGs as ground truth
       segcli eval --gt data/val --pred runs/eval/exp/predictions.json             # re-check an eval run
     """
-    from segcli.engine.eval_inputs import parse_classes
-    from segcli.engine.eval_run import EvalOptions, run_eval
+    from segcli.engine.eval.inputs import parse_classes
+    from segcli.engine.eval.run import EvalOptions, run_eval
 
     with user_errors():
         check_options(conf, ignore_index, worst, imgsz, batch, workers)

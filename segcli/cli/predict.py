@@ -1,5 +1,5 @@
 """``segcli predict folder|image|PATH``: options, progress and summary; the work is in
-``segcli.engine.predict``. A path where the subcommand goes (``segcli predict photos/``) runs
+``segcli.engine.predict.run``. A path where the subcommand goes (``segcli predict photos/``) runs
 ``predict folder`` for a folder and ``predict image`` for image files or a quoted glob."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from segcli.cli.common import Task, check_option, console, user_errors
-from segcli.engine.predict_options import PredictOptions
+from segcli.engine.predict.options import PredictOptions
 from segcli.models.defaults import IMAGE_SIZE_RANGE
 
 GLOB_CHARACTERS = "*?["
@@ -36,7 +36,7 @@ class PredictGroup(TyperGroup):
         return super().resolve_command(ctx, args)
 
     def _path_command(self, args: list[str]):
-        from segcli.engine.predictor import PREDICT_SUFFIXES
+        from segcli.engine.core.inference import PREDICT_SUFFIXES
         from segcli.errors import SegcliError
 
         name = args[0]
@@ -207,7 +207,7 @@ def folder(
       segcli predict photos/ -w best.pt --classes 1,3          # the same without `folder`; classes by id
     """
     given = dict(locals())  # the parameters, named as PredictOptions' fields (see _options)
-    from segcli.engine.predict import predict_folder
+    from segcli.engine.predict.run import predict_folder
 
     printer = Printer()
     with user_errors():
@@ -249,7 +249,7 @@ def image(
       segcli predict 'photos/*.jpg' --classes square       # a quoted glob: the images it matches
     """
     given = dict(locals())  # the parameters, named as PredictOptions' fields (see _options)
-    from segcli.engine.predict import predict_images
+    from segcli.engine.predict.run import predict_images
     from segcli.errors import SegcliError
 
     printer = Printer()

@@ -1,5 +1,5 @@
 """``segcli train``: options, progress (live bars in a terminal, plain lines in a log) and the
-final summary; the loop is in ``segcli.engine.trainer``."""
+final summary; the loop is in ``segcli.engine.train.trainer``."""
 
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ def train(
       segcli train --resume runs/instance/exp --epochs 40
       torchrun --nproc_per_node 2 -m segcli train data/ --device cpu
     """
-    from segcli.engine.trainer import RunFinished, TrainConfig, Trainer
+    from segcli.engine.train.trainer import RunFinished, TrainConfig, Trainer
 
     with user_errors():
         check_options({"--epochs": epochs, "--batch": batch, "--imgsz": imgsz, "--workers": workers,

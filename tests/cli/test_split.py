@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from segcli.engine.train_data import resolve_splits
+from segcli.engine.train.data import resolve_splits
 from segcli.formats.io import detect_format, read_annotations
 from segcli.ledger import Ledger
 from tests.helpers import (

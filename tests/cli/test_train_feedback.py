@@ -109,7 +109,7 @@ def test_log_options_out_of_range_are_refused(data, tmp_path, monkeypatch):
 
 def test_a_terminal_gets_a_labelled_validation_bar(data, tmp_path):
     from segcli.cli.train import BarPrinter
-    from segcli.engine.trainer import TrainConfig, Trainer
+    from segcli.engine.train.trainer import TrainConfig, Trainer
 
     screen = io.StringIO()
     printer = BarPrinter(Console(file=screen, force_terminal=True, width=140))
@@ -141,7 +141,7 @@ def test_resume_of_a_finished_run_says_so_and_rewrites_nothing(logged, data):
 
 
 def test_resume_epochs_fewer_than_done_is_refused_and_more_extends(tmp_path):
-    from segcli.engine.trainer import RunFinished, check_resume_epochs
+    from segcli.engine.train.trainer import RunFinished, check_resume_epochs
     from segcli.errors import SegcliError
 
     with pytest.raises(SegcliError, match="--epochs 4: this run has already done 5 epochs; give more than 5, "
@@ -154,7 +154,7 @@ def test_resume_epochs_fewer_than_done_is_refused_and_more_extends(tmp_path):
 
 
 def test_articles_fit_the_next_word(logged, data):
-    from segcli.engine.trainer import TrainConfig, Trainer
+    from segcli.engine.train.trainer import TrainConfig, Trainer
     from segcli.errors import SegcliError
     from segcli.models.checkpoint import load_checkpoint
     from segcli.models.defaults import default_weights

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.trainer import TrainConfig, train
+from segcli.engine.train.trainer import TrainConfig, train
 from segcli.models.checkpoint import read_checkpoint
 
 

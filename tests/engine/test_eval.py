@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from segcli.cli import app
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.eval_run import EvalOptions, instance_report, run_eval
-from segcli.engine.evaluate import STAT_NAMES
+from segcli.engine.eval.run import EvalOptions, instance_report, run_eval
+from segcli.engine.core.metrics import STAT_NAMES
 from segcli.formats import geometry
 from tests.helpers import direct_cocoeval
 

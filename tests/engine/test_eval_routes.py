@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from segcli.cli import app
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.eval_run import EvalOptions, run_eval
-from segcli.engine.evaluate import STAT_NAMES
-from segcli.engine.predict import PredictOptions, predict_folder
+from segcli.engine.eval.run import EvalOptions, run_eval
+from segcli.engine.core.metrics import STAT_NAMES
+from segcli.engine.predict.run import PredictOptions, predict_folder
 from segcli.formats import geometry
 from segcli.models.defaults import default_weights
 from tests.helpers import direct_cocoeval

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.interrupt import Interrupted
-from segcli.engine.run_dir import read_metrics_csv
-from segcli.engine.trainer import TrainConfig, Trainer
+from segcli.engine.core.interrupt import Interrupted
+from segcli.engine.train.metrics_csv import read_metrics_csv
+from segcli.engine.train.trainer import TrainConfig, Trainer
 from segcli.models.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

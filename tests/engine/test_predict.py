@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from segcli.cli import app
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.predict import PredictOptions, predict_folder
-from segcli.engine.trainer import TrainConfig, train
+from segcli.engine.predict.run import PredictOptions, predict_folder
+from segcli.engine.train.trainer import TrainConfig, train
 from segcli.formats import geometry
 from segcli.formats.io import read_annotations
 from segcli.formats.masks import read_label_map
@@ -223,8 +223,8 @@ def test_banded_label_maps_and_overlays_equal_the_whole_image_computation():
     and the overlay blend (up to one grey level of rounding)."""
     import torch.nn.functional as F
 
-    from segcli.engine.overlay import class_colours, draw_instances, draw_semantic
-    from segcli.engine.postprocess import semantic_prediction
+    from segcli.engine.core.overlay import class_colours, draw_instances, draw_semantic
+    from segcli.engine.core.results import semantic_prediction
 
     generator = torch.Generator().manual_seed(0)
     differing = total = 0

@@ -33,7 +33,7 @@ def images(tmp_path_factory) -> Path:
     return root / "images"
 
 
-SEGCLI = ("import sys; import segcli.engine.predict as predict; predict.MIN_IMAGES_PER_PROCESS = 4; "
+SEGCLI = ("import sys; import segcli.engine.predict.run as predict; predict.MIN_IMAGES_PER_PROCESS = 4; "
           "from segcli.cli import main; sys.argv[0] = 'segcli'; main()")
 """segcli, with --procs forking from 4 images a process instead of 16 (a dozen images suffice)."""
 
@@ -66,7 +66,7 @@ def test_padded_sizes_differ_within_batches(images):
     """The folder does mix padded sizes inside a batch of 4 (else the test would prove nothing)."""
     import cv2
 
-    from segcli.engine.predictor import model_input_size
+    from segcli.engine.core.inference import model_input_size
 
     sizes = [cv2.imread(str(p)).shape[:2] for p in sorted(images.iterdir())]
     padded = [model_input_size(h, w, 128, int(128 * 512 / 240), 32) for h, w in sizes]
@@ -101,7 +101,7 @@ def test_model_input_size_is_torchvisions(images):
     import torch
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from segcli.engine.predictor import model_input_size
+    from segcli.engine.core.inference import model_input_size
 
     transform = GeneralizedRCNNTransform(128, 273, [0.0] * 3, [1.0] * 3).eval()
     for height, width in [(120, 160), (131, 97), (90, 200), (3, 300), (299, 3), (1000, 7), (33, 33), (480, 640)]:

@@ -139,7 +139,7 @@ def test_pixel_limit_from_the_environment(tmp_path):
 
 def test_failing_images_with_several_processes(tmp_path):
     """--procs 2 (each with a DataLoader worker): the failing images are skipped, the run exits."""
-    from segcli.engine.predict import MIN_IMAGES_PER_PROCESS
+    from segcli.engine.predict.run import MIN_IMAGES_PER_PROCESS
 
     images = tmp_path / "images"
     for k in range(2 * MIN_IMAGES_PER_PROCESS):
@@ -158,7 +158,7 @@ def test_failing_images_with_several_processes(tmp_path):
 
 KILL_DECODER = """
 import os, signal
-import segcli.engine.predictor as predictor
+import segcli.engine.core.inference as predictor
 decode = predictor.decode_image
 def crashing_decoder(path):  # like a decoder's segfault: the worker process dies
     if path.name == "crash.png":
@@ -168,7 +168,7 @@ predictor.decode_image = crashing_decoder
 """
 
 FAILING_MODEL = """
-import segcli.engine.predictor as predictor
+import segcli.engine.core.inference as predictor
 def failing_forward(self, images):
     raise RuntimeError("simulated model failure\\nsecond line")
 predictor.Predictor._forward = failing_forward

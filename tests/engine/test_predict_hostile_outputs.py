@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from segcli.engine.predict import PredictOptions, predict_folder, predict_images
+from segcli.engine.predict.run import PredictOptions, predict_folder, predict_images
 from segcli.errors import SegcliError
 from segcli.formats.masks import read_label_map
 from segcli.models.defaults import default_weights
@@ -221,7 +221,7 @@ def replace_options(opts: PredictOptions, **changes) -> PredictOptions:
 
 
 def test_output_names_of_colliding_inputs_are_unique():
-    from segcli.engine.predict_outputs import output_stems
+    from segcli.engine.predict.outputs import output_stems
 
     names = ["photo.jpg", "photo.jpg.png", "photo.png", "PHOTO.bmp", "a/x.png", "a/x.tif", "b/x.png"]
     stems = output_stems(names)

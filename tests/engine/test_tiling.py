@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from segcli.engine.predictor import merge_tile_detections, tile_starts
+from segcli.engine.core.inference import merge_tile_detections, tile_starts
 
 
 def test_tiles_cover_the_side_with_at_least_a_quarter_overlap():

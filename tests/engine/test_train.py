@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from segcli.cli import app
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.run_dir import read_metrics_csv
-from segcli.engine.trainer import TrainConfig, Trainer, train
+from segcli.engine.train.metrics_csv import read_metrics_csv
+from segcli.engine.train.trainer import TrainConfig, Trainer, train
 from segcli.errors import SegcliError
 from segcli.models.checkpoint import load_checkpoint, read_checkpoint
 

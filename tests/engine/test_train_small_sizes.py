@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.trainer import _train_scales
+from segcli.engine.train.trainer import _train_scales
 
 
 def test_scale_jitter_sides_are_positive_for_every_allowed_size():

@@ -196,7 +196,7 @@ def test_instance_folder_can_be_overwritten(tmp_path):
 
 def test_predict_label_maps_are_palette_pngs_too(tmp_path):
     """predict's masks/ goes through the same writer as convert's label maps."""
-    from segcli.engine.predict_outputs import write_label_map
+    from segcli.engine.predict.outputs import write_label_map
 
     label_map = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     label_map[10:20, 10:30] = 3

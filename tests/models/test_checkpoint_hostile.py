@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from segcli.data.synthetic import generate_shapes_dataset
-from segcli.engine.trainer import TrainConfig, train
+from segcli.engine.train.trainer import TrainConfig, train
 from tests.helpers import assert_refused, run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -40,12 +40,14 @@ from segcli import __version__
 from segcli.data.datasets import (GroupedBatchSampler, InstanceDataset, SemanticDataset, collate_instance,
                                   collate_semantic)
 from segcli.data.targets import class_index
-from segcli.engine import distributed
-from segcli.engine.evaluate import ConfusionMatrix, coco_scores
-from segcli.engine.interrupt import Interrupted, interruptible, ignore_signals, saving, signal_name, stop_requested
-from segcli.engine.postprocess import detections_to_results, ground_truth_dict, semantic_prediction
-from segcli.engine.run_dir import new_run_dir, plot_curves, write_metrics_csv
-from segcli.engine.train_data import resolve_splits
+from segcli.engine.core import distributed
+from segcli.engine.core.metrics import ConfusionMatrix, coco_scores
+from segcli.engine.core.interrupt import Interrupted, interruptible, ignore_signals, saving, signal_name, stop_requested
+from segcli.engine.core.results import detections_to_results, ground_truth_dict, semantic_prediction
+from segcli.engine.core.plots import plot_curves
+from segcli.engine.core.run_folders import new_run_dir
+from segcli.engine.train.metrics_csv import write_metrics_csv
+from segcli.engine.train.data import resolve_splits
 from segcli.errors import SegcliError, with_article
 from segcli.fileio import read_json, remove_temporaries, write_json_atomic
 from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint, transfer_weights

@@ -41,16 +41,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from segcli.engine.overlay import draw_instances, draw_semantic
-from segcli.engine.distributed import all_max, destroy, init_process_group
-from segcli.engine.interrupt import Interrupted, interruptible, quiet_child, saving, signal_name, stop_requested
-from segcli.engine.run_dir import FolderLock, create_next_exp_dir
-from segcli.engine.predict_options import PredictOptions
-from segcli.engine.predict_outputs import (JOURNAL, is_utf8_name, line_to_record, mask_outline, merge_journals,
+from segcli.engine.core.overlay import draw_instances, draw_semantic
+from segcli.engine.core.distributed import all_max, destroy, init_process_group
+from segcli.engine.core.interrupt import Interrupted, interruptible, quiet_child, saving, signal_name, stop_requested
+from segcli.engine.core.run_folders import FolderLock, create_next_exp_dir
+from segcli.engine.predict.options import PredictOptions
+from segcli.engine.predict.outputs import (JOURNAL, is_utf8_name, line_to_record, mask_outline, merge_journals,
                                            open_journal, output_stems, prediction_record, predictions_dataset,
                                            printable_name, read_journal, record_to_line, write_label_map,
                                            write_overlay, write_prediction_files)
-from segcli.engine.predictor import Predictor, SkippedImage, decode_image, list_images, relative_name
+from segcli.engine.core.inference import Predictor, SkippedImage, decode_image, list_images, relative_name
 from segcli.errors import SegcliError
 from segcli.fileio import remove_temporaries, write_bytes_atomic, write_json_atomic
 from segcli.formats.masks import check_class_names, classes_text

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from segcli.engine.run_dir import create_next_exp_dir
+from segcli.engine.core.run_folders import create_next_exp_dir
 from segcli.errors import SegcliError
 
 OUTPUT_FILES = ("metrics.json", "pr_curves_segm.png", "pr_curves_bbox.png", "confusion_matrix.png",

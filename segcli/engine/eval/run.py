@@ -1,6 +1,6 @@
 """``segcli eval``: score predictions against ground truth, from files or by running a model.
 
-Instance: COCO box and mask AP (``segcli.engine.evaluate.coco_scores``, pycocotools or
+Instance: COCO box and mask AP (``segcli.engine.core.metrics.coco_scores``, pycocotools or
 faster-coco-eval), per-class AP, precision-recall curves, the images with the most errors at
 IoU 0.5, and, when an image holds more than 100 objects, AP again with maxDets raised to the
 largest count. Semantic: a confusion matrix over all pixels (mIoU, accuracies, fwIoU, per class)
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from segcli.engine.eval_inputs import (LabelMaps, MaskClasses, class_value_map, ground_truth_maps, is_mask_folder,
+from segcli.engine.eval.inputs import (LabelMaps, MaskClasses, class_value_map, ground_truth_maps, is_mask_folder,
                                        join_predictions, load_ground_truth, load_predictions, mapping_note,
                                        read_mask_maps)
-from segcli.engine.eval_output import LABEL_MAPS, StagedOutput, check_output_paths
-from segcli.engine.eval_plots import plot_confusion_matrix, plot_pr_curves
-from segcli.engine.evaluate import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
-from segcli.engine.predict_outputs import coco_results
+from segcli.engine.eval.output import LABEL_MAPS, StagedOutput, check_output_paths
+from segcli.engine.core.plots import plot_confusion_matrix, plot_pr_curves
+from segcli.engine.core.metrics import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
+from segcli.engine.predict.outputs import coco_results
 from segcli.errors import SegcliError
 from segcli.fileio import refuse_writing_inputs, write_json_atomic
 from segcli.formats.instance_masks import is_instance_folder
@@ -305,7 +305,7 @@ def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.
 
 
 def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[..., None]) -> dict:
-    from segcli.engine.predictor import Predictor
+    from segcli.engine.core.inference import Predictor
     from segcli.models.defaults import default_weights
 
     weights = Path(options.weights) if options.weights is not None else default_weights(options.task)
@@ -336,7 +336,7 @@ def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[.
 
 def _instance_with_model(options: EvalOptions, predictor, truth, output: StagedOutput, warnings: list[str],
                          on_event: Callable[..., None]) -> dict:
-    from segcli.engine.predictor import SkippedImage
+    from segcli.engine.core.inference import SkippedImage
 
     images = [image for image in truth.dataset.images if image.path is not None]
     ids = {img["file_name"]: img["id"] for img in truth.coco["images"]}
@@ -368,7 +368,7 @@ def _semantic_with_model(options: EvalOptions, predictor, truth_maps: LabelMaps,
                          output: StagedOutput, warnings: list[str], on_event: Callable[..., None]) -> dict:
     """Predict label maps for ``images`` (path -> ground-truth key), score them, and keep them
     in masks/ of the run folder (with classes.txt): ``--pred RUN/masks`` scores them again."""
-    from segcli.engine.predictor import SkippedImage
+    from segcli.engine.core.inference import SkippedImage
 
     predicted_maps = {}
     on_event("start", total=len(images), task=predictor.task)
@@ -427,7 +427,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def _stage_label_maps(label_maps: dict[str, np.ndarray], names: list[str], output: StagedOutput) -> None:
     """The predicted label maps as masks/KEY.png (names kept inside masks/, one file each) and
     masks/classes.txt, in the staging folder."""
-    from segcli.engine.predict_outputs import output_stems, write_label_map
+    from segcli.engine.predict.outputs import output_stems, write_label_map
     from segcli.fileio import write_bytes_atomic
     from segcli.formats.masks import classes_text
 
@@ -450,8 +450,8 @@ def _truth_keyed_record(item, file_name: str, image_id: int, model_categories: l
     """One image's predictions as ``segcli predict`` records them, keyed to the ground truth: its
     file name and image id, and the ground-truth names of the model's classes (predictions of
     classes absent from the ground truth left out, as the warning says)."""
-    from segcli.engine.predict import PredictOptions
-    from segcli.engine.predict_outputs import prediction_record
+    from segcli.engine.predict.run import PredictOptions
+    from segcli.engine.predict.outputs import prediction_record
 
     names = [c["name"] for c in model_categories]
     truth_names = {c["id"]: c["name"] for c in truth_categories}
@@ -466,7 +466,7 @@ def _truth_keyed_record(item, file_name: str, image_id: int, model_categories: l
 
 def _predictions_coco(records: list, truth) -> dict:
     """dataset.json of the predictions: the ground truth's image ids, file names and categories."""
-    from segcli.engine.predict_outputs import predictions_coco
+    from segcli.engine.predict.outputs import predictions_coco
     from segcli.ledger import Ledger
     from segcli.structures import Category, Dataset
 
@@ -496,9 +496,9 @@ def _model_category_ids(model_categories: list[dict], truth_categories: list[dic
 
 def _draw_worst(rows: list[dict], kept: dict, predictor, output: StagedOutput) -> list[dict]:
     """Overlays of the worst images in out/worst/, their paths added to the rows."""
-    from segcli.engine.overlay import draw_instances
-    from segcli.engine.predict_outputs import write_overlay
-    from segcli.engine.predictor import decode_image
+    from segcli.engine.core.overlay import draw_instances
+    from segcli.engine.predict.outputs import write_overlay
+    from segcli.engine.core.inference import decode_image
 
     names = [c["name"] for c in predictor.categories]
     for rank, row in enumerate(rows, start=1):

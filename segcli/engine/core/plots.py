@@ -1,5 +1,6 @@
-"""Pictures ``segcli eval`` writes: precision-recall curves per class (instance) and a
-row-normalised confusion matrix (semantic), written atomically as PNG."""
+"""Every picture segcli plots, written atomically as PNG: a training run's loss and metric curves
+(``results.png``), and ``segcli eval``'s precision-recall curves per class (instance) and
+row-normalised confusion matrix (semantic)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,27 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path) -> N
                 axis.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=7,
                           color="white" if normalised[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=axis, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def plot_curves(rows: list[dict], metric: str, path: Path) -> None:
+    """Training loss terms and the validation metric per epoch, as one PNG."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in rows]
+    terms = [k for k in rows[0] if k.startswith("loss_")] if rows else []
+    loss_keys = ["loss"] + (terms if len(terms) > 1 else [])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in loss_keys:
+        left.plot(epochs, [row.get(key) for row in rows], label=key, marker=".")
+    left.set(title="training loss", xlabel="epoch")
+    left.legend(fontsize=7)
+    points = [(row["epoch"], row[metric]) for row in rows if isinstance(row.get(metric), (int, float))]
+    if points:
+        right.plot(*zip(*points), marker="o", color="tab:green")
+    right.set(title=f"validation {metric}", xlabel="epoch", ylim=(0, 1))
     fig.tight_layout()
     with atomic_path(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=90)

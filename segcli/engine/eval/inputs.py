@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segcli.engine.train_data import find_annotation_file
+from segcli.engine.core.annotation_files import find_annotation_file
 from segcli.errors import SegcliError, with_article
 from segcli.fileio import read_json
 from segcli.formats import geometry

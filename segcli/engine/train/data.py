@@ -11,14 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from segcli.engine.core.annotation_files import find_annotation_file
 from segcli.errors import SegcliError
 from segcli.formats.io import locate_images, read_annotations
 from segcli.formats.split_record import recorded_images_folder
 from segcli.ledger import Ledger
 from segcli.structures import Dataset
-
-ANNOTATION_SUFFIXES = (".json", ".csv")
-
 
 @dataclass
 class Split:
@@ -29,20 +27,6 @@ class Split:
     ledger: Ledger
     annotation: Path
     images: Path
-
-
-def find_annotation_file(folder: Path) -> Path:
-    """The one annotation file in ``folder`` (reports of earlier conversions are ignored)."""
-    if not folder.is_dir():
-        raise SegcliError("split folder not found", folder)
-    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES
-                        and not p.name.endswith(".report.json"))
-    if not candidates:
-        raise SegcliError("no annotation file (.json or .csv) in this folder", folder)
-    if len(candidates) > 1:
-        raise SegcliError(f"{len(candidates)} annotation files ({', '.join(p.name for p in candidates)}): "
-                          "keep one, or name them with --train/--val", folder)
-    return candidates[0]
 
 
 def load_split(name: str, annotation: Path, images: Path | None, label_attr: str | None,

@@ -40,8 +40,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import batched_nms
 
-from segcli.engine.interrupt import ignore_signals
-from segcli.engine.postprocess import semantic_prediction
+from segcli.engine.core.interrupt import ignore_signals
+from segcli.engine.core.results import semantic_prediction
 from segcli.errors import SegcliError
 from segcli.formats import geometry
 from segcli.formats.images import IMAGE_SUFFIXES, files_inside, max_image_pixels, pixel_limit_problem, read_image_size

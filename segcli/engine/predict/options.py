@@ -1,6 +1,6 @@
 """The options of ``segcli predict``, in a module of their own that imports neither torch nor
 numpy: the CLI reads its defaults from these fields when it starts (so ``--help`` shows them and
-they are declared once), and ``segcli.engine.predict`` runs with them."""
+they are declared once), and ``segcli.engine.predict.run`` runs with them."""
 
 from __future__ import annotations
 
