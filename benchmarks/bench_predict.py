@@ -30,7 +30,6 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segcli.data.synthetic import generate_shapes_dataset  # noqa: E402
 from segcli.engine.core.overlay import draw_instances  # noqa: E402
-from segcli.engine.core.results import detections_to_results  # noqa: E402
 from segcli.engine.predict.run import PredictOptions, predict_folder  # noqa: E402
 from segcli.engine.train.trainer import TrainConfig, train  # noqa: E402
 from segcli.formats import geometry  # noqa: E402
@@ -54,7 +53,11 @@ def naive(weights: Path, images: list[Path], out: Path, conf: float) -> float:
             picture = draw_instances(rgb, rles, output["boxes"].numpy(), output["labels"].numpy(),
                                      output["scores"].numpy(), names)
             Image.fromarray(picture).save(out / f"{path.stem}.jpg")
-            results = detections_to_results(output, 0, [c["id"] for c in record["categories"]])
+            ids = [c["id"] for c in record["categories"]]
+            results = [{"image_id": 0, "category_id": ids[int(label) - 1], "segmentation": geometry.rle_to_json(rle),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
+                       for rle, (x1, y1, x2, y2), label, score in zip(rles, output["boxes"].tolist(),
+                                                                       output["labels"], output["scores"])]
             (out / f"{path.stem}.json").write_text(json.dumps(results))
     return time.perf_counter() - start
 

@@ -117,3 +117,19 @@ def ledger_table(ledger: Ledger, title: str = "What changed") -> Table | None:
     """The ledger as a grouped table, or None when it is empty."""
     return grouped_table([{"action": e.action, "image": e.image, "item": e.item, "reason": e.reason}
                           for e in ledger.entries], title)
+
+
+class EventPrinter:
+    """Draws a job's progress events (``segcli.engine.core.events``): ``on_KIND(**data)`` for
+    each kind it shows; a declared kind it has no method for is not shown, an undeclared one is a
+    bug (ValueError). Subclasses set ``kinds``."""
+
+    kinds: tuple[str, ...] = ()
+
+    def __call__(self, kind: str, **data) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"{type(self).__name__}: unknown event {kind!r}")
+        handler = getattr(self, f"on_{kind}", None)
+        if handler is not None:
+            handler(**data)
+

@@ -12,8 +12,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from segcli.cli.common import LabelAttrOption, Task, check_option, console, err_console, user_errors
-from segcli.models.defaults import IMAGE_SIZE_RANGE
+from segcli.cli.common import EventPrinter, LabelAttrOption, Task, check_option, console, err_console, user_errors
+from segcli.engine.core.events import EVAL_EVENTS
+from segcli.engine.eval.options import EvalOptions
+from segcli.models.defaults import EVAL_CONF, IMAGE_SIZE_RANGE
 
 # option ranges, checked before any work: a value outside them is a typo or would exhaust the
 # machine (--imgsz 100000 asks for a 160 GB tensor); label maps are 8- or 16-bit PNGs
@@ -39,19 +41,19 @@ def evaluate(
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Predict with this checkpoint, then score (default: the shipped instance model).")] = None,
     task: Annotated[Task, typer.Option("--task", help="Without --weights or --pred: the shipped instance or semantic model.")] = Task.instance,
     images: Annotated[Path | None, typer.Option("--images", "-i", help="Image folder (default: beside the annotation file; with a label-mask ground truth and a model: required).", file_okay=False)] = None,
-    conf: Annotated[float, typer.Option("--conf", help="Score threshold when predicting, 0-1 (COCO AP wants a low one).")] = 0.05,
+    conf: Annotated[float | None, typer.Option("--conf", help=f"Instance models: score threshold when predicting, 0-1 (COCO AP wants a low one) [default: {EVAL_CONF}].")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json and plots (default runs/eval/exp, exp2, ...).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics JSON here.")] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="pycocotools, or faster (faster-coco-eval, same figures).")] = Backend.pycocotools,
     segm_area: Annotated[SegmArea, typer.Option("--segm-area", help="Instance: area that puts a prediction in mask AP's small/medium/large buckets: pycocotools (as loadRes: its box's when predictions have boxes) or mask.")] = SegmArea.pycocotools,
-    ignore_index: Annotated[int, typer.Option("--ignore-index", help="Semantic: ground-truth label value not scored (0-65535).")] = 255,
-    worst: Annotated[int, typer.Option("--worst", help="Instance: list this many images with the most errors.")] = 10,
+    ignore_index: Annotated[int, typer.Option("--ignore-index", help="Semantic: ground-truth label value not scored (0-65535).")] = EvalOptions.ignore_index,
+    worst: Annotated[int, typer.Option("--worst", help="Instance: list this many images with the most errors.")] = EvalOptions.worst,
     label_attr: LabelAttrOption = None,
     classes: Annotated[str | None, typer.Option("--classes", help="Label-mask folders without classes.txt: names of label values 1, 2, ... (e.g. circle,square; 0 is the background). Default with a model: the model's classes.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = EvalOptions.device,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees, 32-8192 (default: the checkpoint's).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass (1-256).")] = 4,
-    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0-64).")] = 2,
+    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass (1-256).")] = EvalOptions.batch,
+    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0-64).")] = EvalOptions.workers,
 ) -> None:
     """Score a model or prediction files: COCO box/mask AP per class, or mIoU and pixel accuracy.
 
@@ -65,7 +67,7 @@ def evaluate(
       segcli eval --gt data/val --pred runs/eval/exp/predictions.json             # re-check an eval run
     """
     from segcli.engine.eval.inputs import parse_classes
-    from segcli.engine.eval.run import EvalOptions, run_eval
+    from segcli.engine.eval.run import run_eval
 
     with user_errors():
         check_options(conf, ignore_index, worst, imgsz, batch, workers)
@@ -76,25 +78,34 @@ def evaluate(
     options = EvalOptions(gt=gt or data, pred=pred, weights=weights, task=task.value, images=images, out=out, json_path=json_path,
                           conf=conf, backend=backend.value, segm_area=segm_area.value, ignore_index=ignore_index, worst=worst,
                           label_attr=label_attr, classes=class_names, device=device, imgsz=imgsz, batch=batch, workers=workers)
-    progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
-    bar = None
-
-    def on_event(kind, **event):
-        nonlocal bar
-        if kind == "start":
-            progress.start()
-            bar = progress.add_task("predict", total=event["total"])
-        elif kind == "progress":
-            progress.update(bar, completed=event["done"])
-        elif kind == "end":
-            progress.stop()
-
+    printer = EvalPrinter()
     with user_errors():
         try:
-            report = run_eval(options, on_event)
+            report = run_eval(options, printer)
         finally:
-            progress.stop()
+            printer.on_end()
     print_report(report)
+
+
+class EvalPrinter(EventPrinter):
+    """``segcli eval``'s events with a model: a bar over the images predicted."""
+
+    kinds = EVAL_EVENTS
+
+    def __init__(self):
+        self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console)
+        self.bar = None
+
+    def on_start(self, total, **_):
+        self.progress.start()
+        self.bar = self.progress.add_task("predict", total=total)
+
+    def on_progress(self, done, **_):
+        self.progress.update(self.bar, completed=done)
+
+    def on_end(self):
+        self.progress.stop()
 
 
 def check_options(conf: float, ignore_index: int, worst: int, imgsz: int | None, batch: int, workers: int) -> None:

@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from segcli.cli.common import Task, check_option, console, user_errors
+from segcli.cli.common import EventPrinter, Task, check_option, console, user_errors
+from segcli.engine.core.events import PREDICT_EVENTS
 from segcli.engine.predict.options import PredictOptions
-from segcli.models.defaults import IMAGE_SIZE_RANGE
+from segcli.models.defaults import IMAGE_SIZE_RANGE, PREDICT_CONF
 
 GLOB_CHARACTERS = "*?["
 IMAGE_SUFFIXES_TEXT = "jpg, png, bmp, tif, webp"
@@ -74,7 +75,7 @@ class Format(str, Enum):
 WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint (best.pt of a run; default: the shipped model for --task).")]
 TaskOption = Annotated[Task, typer.Option("--task", help="Without --weights: use the shipped instance (Mask R-CNN) or semantic (PSPNet) model.")]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/predict/exp, exp2, ...).")]
-ConfOption = Annotated[float, typer.Option("--conf", help="Score threshold (applied inside the model).")]
+ConfOption = Annotated[float | None, typer.Option("--conf", help=f"Instance models: score threshold, applied inside the model [default: {PREDICT_CONF}]. A semantic model has none (a warning says so).")]
 IouOption = Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (instance).")]
 MaxDetOption = Annotated[int, typer.Option("--max-det", help="Detections per image at most.")]
 BatchOption = Annotated[int, typer.Option("--batch", help="Images per forward pass (the results do not depend on it).")]
@@ -126,26 +127,32 @@ def _check_options(given: dict) -> None:
     check_option("--procs", given["procs"], 0)
 
 
-class Printer:
+class Printer(EventPrinter):
+    """``segcli predict``'s events: a bar with images/s, warnings above it, the summary table."""
+
+    kinds = PREDICT_EVENTS
+
     def __init__(self):
         self.progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=console)
         self.task = None
 
-    def __call__(self, kind, **data):
-        if kind == "start":
-            if data.get("resumed"):
-                console.print(f"resuming: {data['resumed']} image(s) already done")
-            self.progress.start()
-            self.task = self.progress.add_task("predict", total=data["total"], rate="")
-        elif kind == "progress":
-            self.progress.update(self.task, completed=data["done"], rate=f"{data['images_per_s']:.1f} img/s")
-        elif kind == "warning":
-            self.progress.console.print(f"[yellow]warning:[/] {escape(data['text'])}")
-        elif kind == "end":
-            self.progress.stop()
-            _print_summary(data)
+    def on_start(self, total, resumed=0, **_):
+        if resumed:
+            console.print(f"resuming: {resumed} image(s) already done")
+        self.progress.start()
+        self.task = self.progress.add_task("predict", total=total, rate="")
+
+    def on_progress(self, done, images_per_s, **_):
+        self.progress.update(self.task, completed=done, rate=f"{images_per_s:.1f} img/s")
+
+    def on_warning(self, text):
+        self.progress.console.print(f"[yellow]warning:[/] {escape(text)}")
+
+    def on_end(self, **summary):
+        self.progress.stop()
+        _print_summary(summary)
 
     def stop(self):
         self.progress.stop()

@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from segcli.cli.common import CategoryOption, LabelAttrOption, Task, check_option, console, user_errors
+from segcli.cli.common import CategoryOption, EventPrinter, LabelAttrOption, Task, check_option, console, user_errors
+from segcli.engine.core.events import TRAIN_EVENTS
 from segcli.errors import SegcliError
 from segcli.models.defaults import IMAGE_SIZE_RANGE
 
@@ -86,15 +87,14 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-class TrainPrinter:
+class TrainPrinter(EventPrinter):
     """The trainer's events as text; what a terminal and a log share: the start line, warnings and
     messages, one line per validation and per epoch, and the summary. Subclasses draw the steps."""
 
+    kinds = TRAIN_EVENTS
+
     def __init__(self, console: Console):
         self.console = console
-
-    def __call__(self, kind: str, **data) -> None:
-        getattr(self, f"on_{kind}", lambda **_: None)(**data)
 
     def line(self, text: str) -> None:
         """One line, never cut or wrapped by rich (a log's console is 80 columns wide)."""
@@ -290,7 +290,8 @@ def train(
       segcli train --resume runs/instance/exp --epochs 40
       torchrun --nproc_per_node 2 -m segcli train data/ --device cpu
     """
-    from segcli.engine.train.trainer import RunFinished, TrainConfig, Trainer
+    from segcli.engine.train.checkpointing import RunFinished
+    from segcli.engine.train.trainer import TrainConfig, Trainer
 
     with user_errors():
         check_options({"--epochs": epochs, "--batch": batch, "--imgsz": imgsz, "--workers": workers,

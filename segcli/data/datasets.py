@@ -15,7 +15,6 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
@@ -25,6 +24,7 @@ from torchvision.transforms import v2
 
 from segcli.data.targets import class_index, instance_target, semantic_target
 from segcli.fileio import not_regular_problem
+from segcli.formats.images import decode_image
 from segcli.formats.rasterize import IGNORE_INDEX, ObjectMask, rasterize_image
 from segcli.ledger import Ledger
 from segcli.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -57,14 +57,10 @@ def image_problem(image: ImageRecord) -> tuple[str, str] | None:
 def read_rgb(image: ImageRecord) -> np.ndarray | None:
     """H x W x 3 uint8 RGB pixels of an image record, or None when it cannot be decoded or its
     size is not the one its header gave (only regular files are opened)."""
-    if image.path is not None and not os.path.isfile(image.path):
+    if image.path is None or not os.path.isfile(image.path):
         return None
-    # fromfile + imdecode, not imread: OpenCV's path functions crash (SIGSEGV) on a path that is not UTF-8
-    data = np.fromfile(image.path, dtype=np.uint8) if image.path is not None else np.empty(0, np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if pixels is None or pixels.shape[:2] != (image.height, image.width):
-        return None
-    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    pixels = decode_image(image.path)
+    return pixels if pixels is not None and pixels.shape[:2] == (image.height, image.width) else None
 
 
 class SegmentationDataset(TorchDataset):
@@ -134,9 +130,9 @@ class InstanceDataset(SegmentationDataset):
 
 
 class SemanticDataset(SegmentationDataset):
-    """Items: (normalised image float [3, S, S] in training / short side S in validation,
-    int64 label map of the same size, index). Validation items keep the original label map
-    in ``full_label(index)`` so scores are computed at the original resolution."""
+    """Items: (normalised image float [3, S, S], int64 label map of the same size, index). A
+    validation set is not iterated: validation predicts its images through the shared inference
+    path and scores against ``full_label(index)``, the label map at the original resolution."""
 
     def __init__(self, dataset: Dataset, ledger: Ledger, train: bool, input_size: int,
                  classes: dict[str, int] | None = None):
@@ -147,7 +143,7 @@ class SemanticDataset(SegmentationDataset):
                      v2.RandomCrop(input_size, pad_if_needed=True, fill=fill), v2.RandomHorizontalFlip(),
                      v2.ColorJitter(0.2, 0.2, 0.2, 0.02)]
         else:
-            steps = [v2.Resize(input_size)]
+            steps = []
         self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True),
                                      v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 

@@ -15,6 +15,8 @@ import stat
 import warnings
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segcli.errors import SegcliError
@@ -64,6 +66,18 @@ try:
     _sync_pillow_limit()
 except SegcliError:  # a bad SEGCLI_MAX_MEGAPIXELS is reported where the limit is used
     pass
+
+
+def decode_image(path: Path) -> np.ndarray | None:
+    """H x W x 3 uint8 RGB with EXIF orientation applied (grey, 16-bit and RGBA made 8-bit RGB),
+    or None if unreadable. The bytes are read by numpy and decoded by ``cv2.imdecode``, not
+    ``cv2.imread``: OpenCV's path functions crash (SIGSEGV) on a path that is not UTF-8."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:  # e.g. a header claiming more pixels than OpenCV decodes (2**30)
+        return None
+    return None if pixels is None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def is_regular_file(path: Path) -> bool:

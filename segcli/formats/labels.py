@@ -109,3 +109,13 @@ def unreadable_label_problem(names: list[str]) -> str | None:
                     "which VIA labels are read without: the two would merge (rename one)")
         by_stripped[key] = name
     return None
+
+
+def match_class_names(names: list[str], known: list[str]) -> list[int | None]:
+    """For each of ``names``, the position in ``known`` of the class it names: the same name,
+    else the same name ignoring case (one tool writes 'Car', another 'car'); None when none is.
+    The one matcher of class names between a model, predictions and a ground truth."""
+    exact = {name: k for k, name in reversed(list(enumerate(known)))}
+    folded = {name.casefold(): k for k, name in reversed(list(enumerate(known)))}
+    return [exact.get(name, folded.get(name.casefold())) for name in names]
+

@@ -16,6 +16,16 @@ IMAGE_SIZE_RANGE = (32, 8192)
 """The image sides, in pixels, a model may resize to: ``--imgsz`` of train, predict and eval and a
 checkpoint's min/max size. Below 32 nothing is left to see; --imgsz 100000 asked for 160 GB."""
 
+PREDICT_CONF = 0.5
+"""Score threshold of ``segcli predict`` when --conf is not given (instance models)."""
+
+EVAL_CONF = 0.05
+"""Score threshold of validation during training and of ``segcli eval`` with a model: low, as COCO
+evaluation expects (AP integrates precision over every score; a high cut truncates the curve)."""
+
+REVIEW_BELOW = 0.7
+"""Predicted instances scoring below this are marked ``needs_review`` for the person correcting them."""
+
 DEFAULT_WEIGHTS = {"instance": "maskrcnn_resnet18_shapes.pt", "semantic": "pspnet_resnet18_shapes.pt"}
 
 

@@ -3,8 +3,9 @@
 Names: ``maskrcnn_resnet50_fpn`` and ``maskrcnn_resnet50_fpn_v2`` (torchvision's own builders),
 ``maskrcnn_resnet18_fpn``, ``maskrcnn_resnet34_fpn`` and ``maskrcnn_mobilenet_v3_large_fpn``
 (backbone + FPN built here, with lighter heads by default so they train on a CPU: FPN 128
-channels, box head 256, mask head 2 x 128 convolutions, 64 sampled RoIs per image; see
-../shared/NOTES_CPU_TRAINING.md). From scratch the backbone uses trainable BatchNorm; with
+channels, box head 256, mask head 2 x 128 convolutions, 64 sampled RoIs per image: on 2 CPU
+cores an iteration of batch 4 took 1.8 s against 6 s with torchvision's default heads, whose mask
+head, run on every positive RoI, dominates the cost). From scratch the backbone uses trainable BatchNorm; with
 pretrained weights torchvision's FrozenBatchNorm2d.
 
 Model input: a list of float tensors ``[3, H, W]`` in [0, 1]; the model resizes (``min_size``,

@@ -141,7 +141,7 @@ def test_resume_of_a_finished_run_says_so_and_rewrites_nothing(logged, data):
 
 
 def test_resume_epochs_fewer_than_done_is_refused_and_more_extends(tmp_path):
-    from segcli.engine.train.trainer import RunFinished, check_resume_epochs
+    from segcli.engine.train.checkpointing import RunFinished, check_resume_epochs
     from segcli.errors import SegcliError
 
     with pytest.raises(SegcliError, match="--epochs 4: this run has already done 5 epochs; give more than 5, "

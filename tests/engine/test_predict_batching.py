@@ -33,7 +33,7 @@ def images(tmp_path_factory) -> Path:
     return root / "images"
 
 
-SEGCLI = ("import sys; import segcli.engine.predict.run as predict; predict.MIN_IMAGES_PER_PROCESS = 4; "
+SEGCLI = ("import sys; import segcli.engine.predict.shards as shards; shards.MIN_IMAGES_PER_PROCESS = 4; "
           "from segcli.cli import main; sys.argv[0] = 'segcli'; main()")
 """segcli, with --procs forking from 4 images a process instead of 16 (a dozen images suffice)."""
 

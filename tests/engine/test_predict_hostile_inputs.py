@@ -20,7 +20,6 @@ import zlib
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -139,7 +138,7 @@ def test_pixel_limit_from_the_environment(tmp_path):
 
 def test_failing_images_with_several_processes(tmp_path):
     """--procs 2 (each with a DataLoader worker): the failing images are skipped, the run exits."""
-    from segcli.engine.predict.run import MIN_IMAGES_PER_PROCESS
+    from segcli.engine.predict.shards import MIN_IMAGES_PER_PROCESS
 
     images = tmp_path / "images"
     for k in range(2 * MIN_IMAGES_PER_PROCESS):

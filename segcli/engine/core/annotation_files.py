@@ -21,5 +21,5 @@ def find_annotation_file(folder: Path) -> Path:
         raise SegcliError("no annotation file (.json or .csv) in this folder", folder)
     if len(candidates) > 1:
         raise SegcliError(f"{len(candidates)} annotation files ({', '.join(p.name for p in candidates)}): "
-                          "keep one, or name them with --train/--val", folder)
+                          "keep one, or give the file itself", folder)
     return candidates[0]

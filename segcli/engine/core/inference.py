@@ -1,4 +1,4 @@
-"""``segcli predict``: run a checkpoint over a folder of images, one result per image.
+"""Inference: run a model over image files, one result per image (predict, eval, validation).
 
 A generator (memory stays flat on big folders): images are listed, decoded by DataLoader workers
 (cv2: EXIF orientation applied, grey, 16-bit and RGBA made 8-bit RGB; unreadable or truncated
@@ -44,8 +44,10 @@ from segcli.engine.core.interrupt import ignore_signals
 from segcli.engine.core.results import semantic_prediction
 from segcli.errors import SegcliError
 from segcli.formats import geometry
-from segcli.formats.images import IMAGE_SUFFIXES, files_inside, max_image_pixels, pixel_limit_problem, read_image_size
+from segcli.formats.images import (IMAGE_SUFFIXES, decode_image, files_inside, max_image_pixels, pixel_limit_problem,
+                                   read_image_size)
 from segcli.models.checkpoint import load_checkpoint
+from segcli.models.defaults import PREDICT_CONF
 from segcli.models.device import inference_context, select_device
 from segcli.models.instance import configure_inference
 
@@ -107,16 +109,6 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     pattern = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(files_inside(folder, (p for p in pattern if p.is_file() and p.suffix.lower() in PREDICT_SUFFIXES
                                         and not p.name.startswith((".", "._")))))
-
-
-def decode_image(path: Path) -> np.ndarray | None:
-    """H x W x 3 uint8 RGB with EXIF orientation applied, or None if unreadable."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    try:
-        pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except cv2.error:  # e.g. a header claiming more pixels than OpenCV decodes (2**30)
-        return None
-    return None if pixels is None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def undecodable_reason(path: Path) -> str | None:
@@ -213,40 +205,52 @@ class FolderImages(Dataset):
 
 
 class Predictor:
-    """A loaded checkpoint ready to label folders.
+    """A model ready to label images: the one inference path of ``segcli predict``, ``segcli
+    eval`` with a model and validation during training (``load`` a checkpoint, or wrap a model
+    being trained with its record).
 
     Args:
-        weights: checkpoint file.
-        conf: score threshold (instance) pushed into the RoI heads.
+        model: the model, on ``device``, in eval mode; CPU kernels are pinned on it
+            (``reproducible_on_cpu``) and its inference settings set (``configure_inference``).
+        record: its checkpoint record (task, categories, model args, normalisation, thresholds).
+        device: where it runs.
+        conf: score threshold (instance) pushed into the RoI heads (None: ``default_conf``).
         max_det: detections per image at most.
-        device: auto, cpu, cuda, cuda:N.
         imgsz: short side the model sees (default: the checkpoint's).
         iou: NMS IoU threshold (instance; default the checkpoint's).
         tile: instance only: tile side in pixels at full resolution (None: resize the whole image).
+        source: what to name in errors (the checkpoint file).
+        default_conf: the threshold when ``conf`` is None (predict's, or eval's low one).
     """
 
-    def __init__(self, weights: Path, conf: float = 0.5, max_det: int = 100, device: str = "auto",
-                 imgsz: int | None = None, iou: float | None = None, tile: int | None = None):
-        self.device = select_device(device)
-        self.model, self.record = load_checkpoint(weights, self.device)
+    def __init__(self, model: torch.nn.Module, record: dict, device: torch.device, conf: float | None = None,
+                 max_det: int = 100, imgsz: int | None = None, iou: float | None = None, tile: int | None = None,
+                 source: Path | str | None = None, default_conf: float = PREDICT_CONF):
+        self.device, self.model, self.record = device, model, record
         self.task = self.record["task"]
         self.categories = self.record["categories"]
         self.mask_thresh = float(self.record["thresholds"].get("mask", 0.5))
         args = self.record["model"]["args"]
         self.tile = tile
+        # what a semantic model has no use for: it gives every pixel its most likely class
+        self.unused_options = [name for name, value in (("--conf", conf), ("--iou", iou)) if value is not None] \
+            if self.task == "semantic" else []
         if tile is not None and (self.task != "instance" or tile < 64):
-            raise SegcliError("--tile needs an instance model and a tile of at least 64 pixels", weights)
+            raise SegcliError("--tile needs an instance model and a tile of at least 64 pixels", source)
         if self.task == "instance":
             min_size = int(imgsz) if imgsz else args["min_size"]
             max_size = int(imgsz * args["max_size"] / args["min_size"]) if imgsz else args["max_size"]
             self.longest_side = max_size
             if tile:  # tiles are seen at full resolution: the model's resize becomes a no-op
                 min_size, max_size, self.longest_side = int(tile), int(tile), None
-            configure_inference(self.model, score_thresh=conf, detections_per_img=max_det, nms_thresh=iou,
+            self.conf = default_conf if conf is None else conf
+            configure_inference(self.model, score_thresh=self.conf,
+                                detections_per_img=max_det, nms_thresh=iou,
                                 min_size=min_size, max_size=max_size)
             self.max_det = max_det
             self.mean = self.std = None
         else:
+            self.conf = None
             self.input_size = int(imgsz or args["input_size"])
             self.longest_side = int(self.input_size * 4)
             norm = self.record["normalization"]
@@ -254,6 +258,15 @@ class Predictor:
             self.std = torch.tensor(norm["std"]).view(3, 1, 1)
         if self.device.type == "cpu":
             reproducible_on_cpu(self.model)
+
+    @classmethod
+    def load(cls, weights: Path, conf: float | None = None, max_det: int = 100, device: str = "auto",
+             imgsz: int | None = None, iou: float | None = None, tile: int | None = None,
+             default_conf: float = PREDICT_CONF) -> Predictor:
+        """The Predictor of a checkpoint file (``device``: auto, cpu, cuda, cuda:N)."""
+        where = select_device(device)
+        model, record = load_checkpoint(weights, where)
+        return cls(model, record, where, conf, max_det, imgsz, iou, tile, source=weights, default_conf=default_conf)
 
     def predict(self, paths: list[Path], root: Path, batch: int = 4, workers: int = 2) -> Iterator[ImagePrediction | SkippedImage]:
         """Yield one result per path, in order.
@@ -402,6 +415,14 @@ class Predictor:
         result.labels = np.array([int(labels[k]) for k in keep], dtype=np.int64)
         result.scores = np.array([float(scores[k]) for k in keep], dtype=np.float32)
         return result
+
+
+def unused_options_warning(predictor: Predictor) -> str:
+    """The warning for options a semantic model ignores (they are not refused: a script may pass
+    the same options to every model)."""
+    options = " and ".join(predictor.unused_options)
+    return (f"{options} ignored: a semantic model has no scores to threshold or boxes to suppress "
+            "(it gives every pixel its most likely class)")
 
 
 def model_input_size(height: int, width: int, min_size: int, max_size: int, divisible: int) -> tuple[int, int]:

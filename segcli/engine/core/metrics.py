@@ -25,6 +25,7 @@ from pycocotools.cocoeval import COCOeval
 from segcli.errors import SegcliError
 
 SEGM_AREAS = ("pycocotools", "mask")
+COCO_MAX_DETS = 100  # COCO's detections per image (maxDets), and what a model keeps for scoring
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 

@@ -27,6 +27,7 @@ from segcli.formats.coco import write_coco
 from segcli.formats.images import files_inside
 from segcli.formats.instance_masks import is_instance_folder, read_instance_folder
 from segcli.formats.io import detect_format, locate_images, read_annotations
+from segcli.formats.labels import match_class_names
 from segcli.formats.masks import (BACKGROUND, CLASS_FILES, INSTANCES_FILE, check_class_names, find_classes_file, read_classes,
                                   read_label_map, read_mask_folder)
 from segcli.formats.rasterize import IGNORE_INDEX, rasterize_image, render_label_map
@@ -332,11 +333,9 @@ def _image_map(truth: GroundTruth, predictions: Predictions, warnings: list[str]
     if predictions.image_names is None:
         return None
     by_name = {img["file_name"]: img["id"] for img in truth.coco["images"]}
-    by_base = Counter(Path(name).name for name in by_name)
-    base_ids = {Path(name).name: i for name, i in by_name.items() if by_base[Path(name).name] == 1}
+    base_ids = {base: by_name[name] for base, name in unique_by(by_name, lambda n: Path(n).name).items()}
     # label maps read without their images are named NAME.png: an image NAME.jpg is theirs
-    by_stem = Counter(Path(name).stem for name in by_name)
-    stem_ids = ({Path(name).stem: i for name, i in by_name.items() if by_stem[Path(name).stem] == 1}
+    stem_ids = ({stem: by_name[name] for stem, name in unique_by(by_name, lambda n: Path(n).stem).items()}
                 if truth.dataset.source_format == "masks" else {})
     mapping, missing, by_stem_only = {}, [], 0
     for pred_id, name in predictions.image_names.items():
@@ -355,14 +354,21 @@ def _image_map(truth: GroundTruth, predictions: Predictions, warnings: list[str]
     return mapping
 
 
+def unique_by(names, part) -> dict[str, str]:
+    """``part(name) -> name`` for each of ``names`` whose part (its base name, its stem) no other
+    name shares: the fallback join of names written with and without a folder."""
+    counts = Counter(part(name) for name in names)
+    return {part(name): name for name in names if counts[part(name)] == 1}
+
+
 def _category_map(gt_categories: dict[int, str], predictions: Predictions, warnings: list[str]) -> dict:
     if predictions.category_names is None:
         return {i: i for i in gt_categories}
-    by_name = {name: i for i, name in gt_categories.items()}
-    by_folded = {name.casefold(): i for i, name in gt_categories.items()}
+    gt_ids, gt_names = list(gt_categories), list(gt_categories.values())
+    found = match_class_names(list(predictions.category_names.values()), gt_names)
     mapping, moved = {}, []
-    for pred_id, name in predictions.category_names.items():
-        gt_id = by_name.get(name, by_folded.get(name.casefold()))
+    for (pred_id, name), position in zip(predictions.category_names.items(), found):
+        gt_id = None if position is None else gt_ids[position]
         if gt_id is not None:
             mapping[pred_id] = gt_id
             if gt_id != pred_id:
@@ -395,8 +401,7 @@ class LabelMaps:
         if key in self.maps:
             return key
         if not hasattr(self, "_by_base"):
-            bases = Counter(Path(k).name for k in self.maps)
-            self._by_base = {Path(k).name: k for k in self.maps if bases[Path(k).name] == 1}
+            self._by_base = unique_by(self.maps, lambda k: Path(k).name)
         return self._by_base.get(Path(key).name)
 
     def read(self, key: str) -> np.ndarray:
@@ -462,13 +467,12 @@ def ground_truth_maps(truth: GroundTruth) -> LabelMaps:
 def class_value_map(predicted: list[str], truth: list[str], warnings: list[str]) -> np.ndarray:
     """Lookup table: predicted label value -> ground-truth value, matched by class name (0 stays
     background). Predicted classes absent from the ground truth map to background, with a warning."""
-    by_name = {name.casefold(): i for i, name in enumerate(truth)}
+    found = match_class_names(predicted, truth)
     table = np.zeros(max(len(predicted), 256), dtype=np.int64)
     absent, moved = [], []
-    for value, name in enumerate(predicted):
+    for value, (name, target) in enumerate(zip(predicted, found)):
         if value == 0:
             continue
-        target = by_name.get(name.casefold())
         if target is None:
             absent.append(name)
         else:

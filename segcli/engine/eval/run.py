@@ -14,47 +14,22 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from segcli.engine.core.metrics import (COCO_MAX_DETS, PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict,
+                                        coco_scores)
+from segcli.engine.core.plots import plot_confusion_matrix, plot_pr_curves
+from segcli.engine.core.results import TruthKeyedPredictions, coco_results
 from segcli.engine.eval.inputs import (LabelMaps, MaskClasses, class_value_map, ground_truth_maps, is_mask_folder,
                                        join_predictions, load_ground_truth, load_predictions, mapping_note,
                                        read_mask_maps)
+from segcli.engine.eval.options import EvalOptions
 from segcli.engine.eval.output import LABEL_MAPS, StagedOutput, check_output_paths
-from segcli.engine.core.plots import plot_confusion_matrix, plot_pr_curves
-from segcli.engine.core.metrics import PER_IMAGE_MIN_SCORE, STAT_NAMES, ConfusionMatrix, coco_from_dict, coco_scores
-from segcli.engine.predict.outputs import coco_results
 from segcli.errors import SegcliError
 from segcli.fileio import refuse_writing_inputs, write_json_atomic
 from segcli.formats.instance_masks import is_instance_folder
-
-COCO_MAX_DETS = 100
-
-
-@dataclass
-class EvalOptions:
-    """Options of ``segcli eval`` (see its --help)."""
-
-    gt: Path | None = None
-    pred: Path | None = None
-    weights: Path | None = None
-    task: str = "instance"
-    images: Path | None = None
-    out: Path | None = None
-    json_path: Path | None = None
-    conf: float = 0.05
-    backend: str = "pycocotools"
-    segm_area: str = "pycocotools"
-    ignore_index: int = 255
-    worst: int = 10
-    label_attr: str | None = None
-    classes: list[str] | None = None  # names of label values 1, 2, ... of mask folders without a classes file
-    device: str = "auto"
-    imgsz: int | None = None
-    batch: int = 4
-    workers: int = 2
 
 
 def run_eval(options: EvalOptions, on_event: Callable[..., None] = lambda *a, **k: None) -> dict:
@@ -305,11 +280,13 @@ def semantic_report(truth: LabelMaps, predicted: LabelMaps | Callable[[str], np.
 
 
 def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[..., None]) -> dict:
-    from segcli.engine.core.inference import Predictor
-    from segcli.models.defaults import default_weights
+    from segcli.engine.core.inference import Predictor, unused_options_warning
+    from segcli.models.defaults import EVAL_CONF, default_weights
 
     weights = Path(options.weights) if options.weights is not None else default_weights(options.task)
-    predictor = Predictor(weights, options.conf, 100, options.device, options.imgsz)
+    predictor = Predictor.load(weights, options.conf, COCO_MAX_DETS, options.device, options.imgsz,
+                               default_conf=EVAL_CONF)
+
     # a label-mask folder without a classes file: --classes, else the model's classes
     mask_classes = MaskClasses(options.classes, [c["name"] for c in predictor.categories], "the model")
     if predictor.task == "semantic" and is_mask_folder(options.gt):
@@ -327,9 +304,13 @@ def _with_model(options: EvalOptions, output: StagedOutput, on_event: Callable[.
         report = _instance_with_model(options, predictor, truth, output, warnings, on_event)
     else:
         report = _semantic_with_model(options, predictor, truth_maps, images, output, warnings, on_event)
+    if predictor.unused_options:
+        warnings.insert(0, unused_options_warning(predictor))
     report["warnings"] = warnings + report["warnings"]
     report["notes"] = notes + report["notes"]
-    report["inputs"] = {"ground_truth": truth_name, "weights": str(weights), "conf": options.conf}
+    report["inputs"] = {"ground_truth": truth_name, "weights": str(weights)}
+    if predictor.task == "instance":
+        report["inputs"]["conf"] = predictor.conf
     on_event("end")
     return report
 
@@ -339,10 +320,9 @@ def _instance_with_model(options: EvalOptions, predictor, truth, output: StagedO
     from segcli.engine.core.inference import SkippedImage
 
     images = [image for image in truth.dataset.images if image.path is not None]
-    ids = {img["file_name"]: img["id"] for img in truth.coco["images"]}
     by_path = {image.path: image for image in images}
-    category_ids = _model_category_ids(predictor.categories, truth.coco["categories"], warnings)
-    records, kept = [], {}
+    keyed = TruthKeyedPredictions(truth.coco, predictor.categories, warnings, str(truth.annotation))
+    kept = {}
     paths = [image.path for image in images]
     on_event("start", total=len(paths), task=predictor.task)
     for done, item in enumerate(predictor.predict(paths, Path("/"), options.batch, options.workers), start=1):
@@ -350,13 +330,10 @@ def _instance_with_model(options: EvalOptions, predictor, truth, output: StagedO
         if isinstance(item, SkippedImage):
             warnings.append(f"skipped {item.file_name}: {item.reason}")
             continue
-        image_id = ids[by_path[item.path].file_name]
-        kept[image_id] = item
-        records.append(_truth_keyed_record(item, by_path[item.path].file_name, image_id, predictor.categories,
-                                           category_ids, truth.coco["categories"]))
+        kept[keyed.add(item, by_path[item.path].file_name)] = item
     # scored exactly as ``segcli predict`` writes them (detector boxes, scores to 4 decimals),
     # and kept: RUN/predictions.json scored again gives these figures
-    coco = _predictions_coco(records, truth)
+    coco = keyed.coco()
     results = coco_results(coco)
     report = instance_report(truth.coco, results, options.backend, options.worst, segm_area=options.segm_area)
     report["worst_images"] = _draw_worst(report["worst_images"], kept, predictor, output)
@@ -445,60 +422,11 @@ def _safe_relative(key: str) -> str:
     return "/".join(parts) or "image"
 
 
-def _truth_keyed_record(item, file_name: str, image_id: int, model_categories: list[dict], category_ids: dict,
-                        truth_categories: list[dict]):
-    """One image's predictions as ``segcli predict`` records them, keyed to the ground truth: its
-    file name and image id, and the ground-truth names of the model's classes (predictions of
-    classes absent from the ground truth left out, as the warning says)."""
-    from segcli.engine.predict.run import PredictOptions
-    from segcli.engine.predict.outputs import prediction_record
-
-    names = [c["name"] for c in model_categories]
-    truth_names = {c["id"]: c["name"] for c in truth_categories}
-    by_model_name = {names[label - 1]: truth_names[gt_id] for label, gt_id in category_ids.items()}
-    record = prediction_record(item, image_id, names, PredictOptions.review_below)
-    record.file_name, record.path = file_name, None
-    record.annotations = [a for a in record.annotations if a.category in by_model_name]
-    for annotation in record.annotations:
-        annotation.category = by_model_name[annotation.category]
-    return record
-
-
-def _predictions_coco(records: list, truth) -> dict:
-    """dataset.json of the predictions: the ground truth's image ids, file names and categories."""
-    from segcli.engine.predict.outputs import predictions_coco
-    from segcli.ledger import Ledger
-    from segcli.structures import Category, Dataset
-
-    categories = [Category(c["id"], c["name"]) for c in truth.coco["categories"]]
-    dataset = Dataset(images=records, categories=categories, source_path=Path(str(truth.annotation)),
-                      source_format="predictions", label_attr="category")
-    return predictions_coco(dataset, Ledger("predictions"))
-
-
-def _model_category_ids(model_categories: list[dict], truth_categories: list[dict], warnings: list[str]) -> dict:
-    """Model label (1..C) -> ground-truth category id, by name."""
-    by_name = {c["name"].casefold(): c["id"] for c in truth_categories}
-    mapping, absent = {}, []
-    for label, category in enumerate(model_categories, start=1):
-        gt_id = by_name.get(category["name"].casefold())
-        if gt_id is None:
-            absent.append(category["name"])
-        else:
-            mapping[label] = gt_id
-    if absent:
-        warnings.append(f"model classes absent from the ground truth, their predictions left out: {', '.join(absent)}")
-    if not mapping:
-        raise SegcliError("no class of the model is in the ground truth (model: "
-                          + ", ".join(c["name"] for c in model_categories) + ")")
-    return mapping
-
-
 def _draw_worst(rows: list[dict], kept: dict, predictor, output: StagedOutput) -> list[dict]:
     """Overlays of the worst images in out/worst/, their paths added to the rows."""
     from segcli.engine.core.overlay import draw_instances
     from segcli.engine.predict.outputs import write_overlay
-    from segcli.engine.core.inference import decode_image
+    from segcli.formats.images import decode_image
 
     names = [c["name"] for c in predictor.categories]
     for rank, row in enumerate(rows, start=1):

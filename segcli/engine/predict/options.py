@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segcli.models.defaults import REVIEW_BELOW
+
 
 @dataclass
 class PredictOptions:
@@ -14,7 +16,7 @@ class PredictOptions:
 
     weights: Path
     out: Path | None = None
-    conf: float = 0.5
+    conf: float | None = None  # instance models; None: PREDICT_CONF
     iou: float | None = None
     max_det: int = 100
     batch: int = 4
@@ -27,7 +29,7 @@ class PredictOptions:
     alpha: float = 0.45
     formats: set[str] = field(default_factory=lambda: {"coco", "via", "masks"})
     polygons: bool = False
-    review_below: float = 0.7
+    review_below: float = REVIEW_BELOW
     resume: bool = False
     tile: int | None = None
     procs: int = 1

@@ -11,7 +11,6 @@ box (what COCO results mean, and what ``segcli eval`` scores with a model), not 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -22,66 +21,14 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
+from segcli.engine.core.results import coco_results, predictions_coco
 from segcli.errors import SegcliError
 from segcli.fileio import TEMPORARY_PREFIX, write_bytes_atomic, write_json_atomic
 from segcli.formats import geometry
-from segcli.formats.coco import write_coco
 from segcli.formats.masks import encode_label_png
 from segcli.formats.via import write_via_project
 from segcli.ledger import Ledger
-from segcli.structures import Annotation, Category, Dataset, ImageRecord
-
-
-def prediction_record(prediction, image_id: int, names: list[str], review_below: float) -> ImageRecord:
-    """An ImageRecord holding one image's predictions as scored annotations."""
-    record = ImageRecord(file_name=prediction.file_name, id=image_id, width=prediction.width,
-                         height=prediction.height, path=prediction.path)
-    if prediction.rles is not None:
-        for k, (rle, box, label, score) in enumerate(zip(prediction.rles, prediction.boxes_xyxy, prediction.labels,
-                                                         prediction.scores)):
-            if geometry.rle_area_bbox(rle)[0] == 0:
-                continue
-            record.annotations.append(Annotation(
-                category=names[int(label) - 1], rle=rle, bbox_xywh=detector_box(box), score=round(float(score), 4),
-                source=f"detection {k}", attributes={"needs_review": "yes" if score < review_below else "no"}))
-    elif prediction.label_map is not None:
-        for value in np.unique(prediction.label_map):
-            if value == 0:
-                continue
-            rle = geometry.mask_to_rle(prediction.label_map == value)
-            record.annotations.append(Annotation(category=names[int(value) - 1], rle=rle, source=f"class {value}"))
-    return record
-
-
-def detector_box(box_xyxy) -> list[float]:
-    """COCO ``[x, y, w, h]`` of a detector box ``[x1, y1, x2, y2]`` (float32 from the model)."""
-    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-    return [x1, y1, x2 - x1, y2 - y1]
-
-
-def predictions_coco(dataset: Dataset, ledger: Ledger) -> dict:
-    """The COCO dict of predictions (``dataset.json``): ``write_coco``'s, with each scored
-    instance's bbox the detector's box rather than its mask's (the writer derives boxes from
-    masks, as a converted annotation needs). Annotations come out in the records' order, one
-    per record annotation (empty masks were left out of the records)."""
-    coco = write_coco(dataset, ledger)
-    boxes = {image.id: [a.bbox_xywh if a.score is not None else None for a in image.annotations]
-             for image in dataset.images}
-    position: Counter = Counter()
-    for annotation in coco["annotations"]:
-        image_id = annotation["image_id"]
-        k, position[image_id] = position[image_id], position[image_id] + 1
-        box = boxes[image_id][k] if k < len(boxes.get(image_id, ())) else None
-        if box is not None:
-            annotation["bbox"] = list(box)
-    return coco
-
-
-def coco_results(coco: dict) -> list[dict]:
-    """COCO results (``predictions.json``, for ``loadRes``) from a predictions COCO dict;
-    semantic results carry no score (COCO's stuff results format)."""
-    return [{k: a[k] for k in ("image_id", "category_id", "segmentation", "bbox", "score") if k in a}
-            for a in coco["annotations"]]
+from segcli.structures import Category, Dataset, ImageRecord
 
 
 def predictions_dataset(records: list[ImageRecord], categories: list[dict], source: Path) -> Dataset:
@@ -226,80 +173,3 @@ def _write_image(pixels: np.ndarray, path: Path) -> None:
     if not ok:
         raise OSError(f"could not encode {path}")
     write_bytes_atomic(path, encoded.tobytes())
-
-
-JOURNAL = "results.jsonl"
-"""Per-image results, one JSON line each, appended and flushed as images finish: what --resume
-reads back, and why an interrupted run loses nothing it had finished. A line torn by a kill is
-ignored when read and cut off before the journal is appended to again."""
-
-
-def open_journal(path: Path):
-    """``path`` opened for appending lines, after cutting off a last line torn by a kill (else
-    the next line would be glued to it, and that image lost from the journal)."""
-    path = Path(path)
-    if path.is_file():
-        with open(path, "rb+") as fh:
-            end = keep = fh.seek(0, os.SEEK_END)
-            while keep > 0:  # back to the last newline
-                start = max(0, keep - 65536)
-                fh.seek(start)
-                newline = fh.read(keep - start).rfind(b"\n")
-                if newline >= 0:
-                    keep = start + newline + 1
-                    break
-                keep = start
-            if keep != end:
-                fh.truncate(keep)
-    return open(path, "a", encoding="utf-8")
-
-
-def record_to_line(record: ImageRecord) -> dict:
-    return {"file_name": record.file_name, "width": record.width, "height": record.height,
-            "annotations": [{"category": a.category, "rle": geometry.rle_to_json(a.rle), "score": a.score,
-                             "attributes": a.attributes, **({"bbox": a.bbox_xywh} if a.bbox_xywh else {})}
-                            for a in record.annotations]}
-
-
-def line_to_record(line: dict, image_id: int, root: Path) -> ImageRecord:
-    record = ImageRecord(file_name=line["file_name"], id=image_id, width=line["width"], height=line["height"],
-                         path=root / line["file_name"])
-    for k, item in enumerate(line["annotations"]):
-        rle = geometry.rle_from_json(item["rle"], line["height"], line["width"])
-        record.annotations.append(Annotation(category=item["category"], rle=rle, score=item["score"],
-                                             bbox_xywh=item.get("bbox"),  # journals before the box: the mask's
-                                             attributes=item["attributes"], source=f"detection {k}"))
-    return record
-
-
-def read_journal(out: Path) -> dict[str, dict]:
-    """Finished images of an earlier run in output folder ``out`` by file name, from its journal
-    and any per-process journals a distributed run left (a line torn by a kill is ignored)."""
-    return _journal_lines(sorted(Path(out).glob("results*.jsonl")))
-
-
-def _journal_lines(paths: list[Path]) -> dict[str, dict]:
-    lines = {}
-    for path in paths:
-        for text in path.read_text(encoding="utf-8").splitlines():
-            try:
-                line = json.loads(text)
-                lines[line["file_name"]] = line
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return lines
-
-
-def merge_journals(out: Path) -> dict[str, dict]:
-    """Fold the per-process journals of a distributed run into ``out``'s journal (then remove
-    them); returns their lines by file name."""
-    parts = sorted(Path(out).glob("results.rank*.jsonl"))
-    lines = _journal_lines(parts)
-    if parts:
-        with open_journal(Path(out) / JOURNAL) as journal:
-            journal.writelines(json.dumps(line) + "\n" for line in lines.values())
-            journal.flush()
-            os.fsync(journal.fileno())
-        for part in parts:
-            part.unlink()
-    return lines

@@ -25,32 +25,24 @@ parent. ``Interrupted`` is raised (the CLI exits 130/143) and ``--resume`` compl
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
-import queue
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
 import torch.distributed as dist
 
-from segcli.engine.core.overlay import draw_instances, draw_semantic
 from segcli.engine.core.distributed import all_max, destroy, init_process_group
-from segcli.engine.core.interrupt import Interrupted, interruptible, quiet_child, saving, signal_name, stop_requested
+from segcli.engine.core.inference import Predictor, list_images, relative_name, unused_options_warning
+from segcli.engine.core.interrupt import Interrupted, interruptible, signal_name, stop_requested
 from segcli.engine.core.run_folders import FolderLock, create_next_exp_dir
+from segcli.engine.predict.finisher import ImageFinisher
+from segcli.engine.predict.journal import line_to_record, merge_journals, read_journal
 from segcli.engine.predict.options import PredictOptions
-from segcli.engine.predict.outputs import (JOURNAL, is_utf8_name, line_to_record, mask_outline, merge_journals,
-                                           open_journal, output_stems, prediction_record, predictions_dataset,
-                                           printable_name, read_journal, record_to_line, write_label_map,
-                                           write_overlay, write_prediction_files)
-from segcli.engine.core.inference import Predictor, SkippedImage, decode_image, list_images, relative_name
+from segcli.engine.predict.outputs import (is_utf8_name, output_stems, predictions_dataset, printable_name,
+                                           write_prediction_files)
+from segcli.engine.predict.shards import Shard, local_processes, predict_in_processes
 from segcli.errors import SegcliError
 from segcli.fileio import remove_temporaries, write_bytes_atomic, write_json_atomic
 from segcli.formats.masks import check_class_names, classes_text
@@ -185,10 +177,12 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
         check_output_dir(options.out, options.resume, paths, root, options.recursive)
     # JSON is UTF-8: a file name holding other bytes (Linux allows any) cannot be written there
     unnamable = {path for path in paths if not is_utf8_name(relative_name(path, root))}
-    predictor = Predictor(options.weights, options.conf, options.max_det, options.device, options.imgsz, options.iou,
-                          options.tile)
+    predictor = Predictor.load(options.weights, options.conf, options.max_det, options.device, options.imgsz,
+                               options.iou, options.tile)
     group = init_process_group(predictor.device)
     emit = on_event if group.is_main else (lambda *a, **k: None)
+    if predictor.unused_options:
+        emit("warning", text=unused_options_warning(predictor))
     names = [c["name"] for c in predictor.categories]
     if predictor.task == "semantic":
         check_class_names(names, options.weights)  # masks/classes.txt must hold them: refuse before any work
@@ -200,7 +194,8 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
     done_before = set(lines)
     ids = {relative_name(path, root): number for number, path in enumerate(paths, start=1) if path not in unnamable}
     todo = [path for path in paths if path not in unnamable and relative_name(path, root) not in lines]
-    todo = todo[group.rank::group.world_size]
+    shard = Shard(group.rank, group.world_size)  # under torchrun: this rank's share
+    todo = shard.take(todo)
     formats = {"coco", "via", "masks"} if "all" in options.formats else set(options.formats)
     processes = local_processes(options.procs, predictor.device, len(todo), group)
     start = time.perf_counter()
@@ -210,12 +205,11 @@ def _predict_images(paths: list[Path], root: Path, options: PredictOptions, on_e
                 for path in paths if path in unnamable]
     for item in not_utf8:
         emit("warning", text=f"skipped {item['image']}: {item['reason']}")
-    journal_path = out / (JOURNAL if group.is_main else f"results.rank{group.rank}.jsonl")
     finisher = ImageFinisher(out, names, options, predictor.task, formats, keep, ids, lines, output_stems(list(ids)))
     if processes > 1:
-        _predict_in_processes(predictor, finisher, todo, root, processes, emit, start)
+        predict_in_processes(predictor, finisher, todo, root, processes, emit, start)
     else:
-        finisher.run(predictor, todo, root, journal_path, lambda done: emit(
+        finisher.run(predictor, todo, root, shard.journal(out), lambda done: emit(
             "progress", done=done, total=len(todo), images_per_s=done / (time.perf_counter() - start)), emit)
     elapsed = time.perf_counter() - start
     # under torchrun every rank stops if a signal reached any (a barrier as well: a rank done
@@ -271,220 +265,6 @@ def _shared_output_dir(group, options: PredictOptions, where: dict) -> Path:
     return Path(folder[0])
 
 
-MIN_IMAGES_PER_PROCESS = 16
-_FORKED: tuple | None = None  # what forked prediction processes inherit (the loaded model among it)
-
-
-def local_processes(requested: int, device, images: int, group) -> int:
-    """How many local prediction processes to run: ``requested``, or with 0 (auto) one per CPU
-    core (at most 4) on the CPU, where Mask R-CNN runs faster as N one-thread processes than as
-    one N-thread process; 1 on a GPU, under torchrun, or for a handful of images."""
-    if group.distributed or device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    if requested == 0:
-        requested = min(4, os.cpu_count() or 1)
-    return max(1, min(requested, images // MIN_IMAGES_PER_PROCESS))
-
-
-def _predict_in_processes(predictor: Predictor, finisher: ImageFinisher, todo: list[Path], root: Path, processes: int,
-                          emit: Callable[..., None], start: float) -> None:
-    """Every ``processes``-th image to each of ``processes`` one-thread processes (this one is
-    the first); each keeps its own journal, merged afterwards like torchrun's. The others are
-    forked, so they start at once with the model already loaded (copy-on-write)."""
-    global _FORKED
-    context = multiprocessing.get_context("fork")
-    # decoding is cheap next to a one-thread model
-    finisher.options = replace(finisher.options, workers=min(finisher.options.workers, 1))
-    counter = context.Value("i", 0)
-    stage_totals = context.Array("d", len(STAGES) + 1)  # the others' stage seconds and images timed
-    errors = context.SimpleQueue()  # a failed process's one-line reason, for this one to report
-    _FORKED = (predictor, finisher, todo, processes, root, counter, errors, stage_totals)
-    children = [context.Process(target=_shard_process, args=(rank, os.getpid())) for rank in range(1, processes)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for child in children:
-            child.start()
-        own = todo[0::processes]
-
-        def progress(done: int) -> None:
-            total_done = done + counter.value
-            emit("progress", done=total_done, total=len(todo), images_per_s=total_done / (time.perf_counter() - start))
-
-        finisher.run(predictor, own, root, finisher.out / JOURNAL, progress, emit)
-        told = False
-        for child in children:
-            while child.is_alive():
-                if stop_requested() and not told:  # they stop after the image in hand, like this one
-                    told = _tell(children, stop_requested())
-                child.join(timeout=0.5)
-                progress(finisher.finished)
-        finisher.add_times(dict(zip(STAGES, stage_totals[:len(STAGES)])), int(stage_totals[len(STAGES)]))
-        if stop_requested():
-            return
-        failed = [rank for rank, child in enumerate(children, start=1) if child.exitcode != 0]
-        if failed:
-            if not errors.empty():
-                raise SegcliError(errors.get())
-            raise SegcliError(f"prediction process {failed[0]} failed (exit code {children[failed[0] - 1].exitcode}); "
-                              "finished images are kept: run again with --resume", finisher.out)
-    finally:
-        _FORKED = None
-        torch.set_num_threads(threads)
-        for child in children:
-            if child.is_alive():  # SIGTERM: they finish the image in hand and stop
-                child.terminate()
-                with saving():
-                    child.join()
-
-
-def _tell(children: list, signum: int) -> bool:
-    for child in children:
-        if child.is_alive():
-            try:
-                os.kill(child.pid, signum)
-            except ProcessLookupError:
-                pass
-    return True
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: have this process sent SIGTERM when its parent dies (a kill -9 of the parent then
-    leaves no process predicting on)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before prctl
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _shard_process(rank: int, parent: int) -> None:
-    """A forked prediction process: the inherited model on one thread, its own journal. It
-    inherited the parent's signal handler: a signal makes it stop after the image in hand."""
-    quiet_child()
-    _die_with_parent(parent)
-    predictor, finisher, todo, processes, root, counter, errors, stage_totals = _FORKED
-    torch.set_num_threads(1)
-    finisher.lines = {}  # this process's lines reach the parent through its journal
-
-    def progress(finished: int) -> None:  # called once per image journalled
-        with counter.get_lock():
-            counter.value += 1
-
-    try:
-        finisher.run(predictor, todo[rank::processes], root, finisher.out / f"results.rank{rank}.jsonl", progress,
-                     lambda *a, **k: None)
-        with stage_totals.get_lock():
-            for k, stage in enumerate(STAGES):
-                stage_totals[k] += finisher.stage_seconds[stage]
-            stage_totals[len(STAGES)] += finisher.timed
-    except SegcliError as exc:  # the parent reports it in one line (not as this process's traceback)
-        errors.put(str(exc))
-        raise SystemExit(2) from None
-
-
-STAGES = ("decode", "model", "write")
-"""The stages timed per image (see the module docstring)."""
-
-
-class ImageFinisher:
-    """One process's share of the images: ``run`` predicts them, and each is finished on the
-    writer thread (``__call__``): class filter, label map, overlay, VIA outlines, then its
-    journal line (written last, so a line in the journal means that image's outputs are complete).
-    ``stage_seconds`` sums the time of each stage over the ``timed`` images predicted."""
-
-    def __init__(self, out: Path, names: list[str], options: PredictOptions, task: str, formats: set[str],
-                 keep: set[int] | None, ids: dict[str, int], lines: dict[str, dict], stems: dict[str, str]):
-        self.out, self.names, self.options, self.task, self.formats = out, names, options, task, formats
-        self.keep, self.ids, self.lines, self.stems = keep, ids, lines, stems
-        self.journal = None
-        self.finished = 0  # images of ``run`` written and journalled
-        self.stage_seconds = dict.fromkeys(STAGES, 0.0)
-        self.timed = 0
-        self.on_progress: Callable[[int], None] = lambda finished: None
-
-    def run(self, predictor: Predictor, paths: list[Path], root: Path, journal_path: Path,
-            on_progress: Callable[[int], None], emit: Callable[..., None]) -> None:
-        """Predict and finish ``paths``; on a signal, stop after finishing the images predicted.
-        ``on_progress(finished)`` is called (on the writer thread) each time an image's outputs
-        and journal line are written: progress counts what is kept, not what is queued."""
-        self.finished, self.on_progress = 0, on_progress
-        with open_journal(journal_path) as self.journal:
-            writer = BackgroundWriter(self)
-            results = predictor.predict(paths, root, self.options.batch, self.options.workers)
-            try:
-                for result in results:
-                    if isinstance(result, SkippedImage):
-                        emit("warning", text=f"skipped {result.file_name}: {result.reason}")
-                    writer.submit(result)
-                    if stop_requested():
-                        break
-            finally:
-                results.close()  # its DataLoader workers shut down
-                writer.close()
-
-    def add_times(self, seconds: dict[str, float], images: int) -> None:
-        for stage in STAGES:
-            self.stage_seconds[stage] += seconds.get(stage, 0.0)
-        self.timed += images
-
-    def __call__(self, result) -> None:
-        start = time.perf_counter()
-        self._finish(result)
-        if not isinstance(result, SkippedImage):  # a skipped image's time is not a predicted image's
-            self.add_times({**result.seconds, "write": time.perf_counter() - start}, 1)
-        self.finished += 1
-        self.on_progress(self.finished)
-
-    def _finish(self, result) -> None:
-        if isinstance(result, SkippedImage):
-            line = {"file_name": result.file_name, "skipped": result.reason}
-        else:
-            _filter_classes(result, self.keep)
-            record = prediction_record(result, self.ids[result.file_name], self.names, self.options.review_below)
-            line = record_to_line(record)
-            if self.task == "instance" and ("via" in self.formats or self.options.polygons):
-                for item, annotation in zip(line["annotations"], record.annotations):
-                    item["outline"] = mask_outline(annotation.rle)
-            _write_image_outputs(result, self.out, self.names, self.options, self.task, self.stems[result.file_name])
-        self.journal.write(json.dumps(line) + "\n")
-        self.journal.flush()
-        self.lines[line["file_name"]] = line
-
-
-class BackgroundWriter:
-    """Runs ``write(item)`` on a thread so drawing and writing overlap the model (cv2 releases
-    the GIL); a bounded queue keeps memory flat, and a failure is raised in the caller."""
-
-    def __init__(self, write: Callable, depth: int = 8):
-        self.write, self.error = write, None
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.write(item)
-                except BaseException as exc:  # handed to the main thread in submit/close
-                    self.error = exc
-
-    def submit(self, item) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(item)
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
 def _class_filter(classes: list[str] | None, names: list[str]) -> set[int] | None:
     """The category ids (1..C, as in predictions.json) ``--classes`` keeps: each entry a class
     name, or an id (a name wins where a class is named by digits)."""
@@ -498,34 +278,6 @@ def _class_filter(classes: list[str] | None, names: list[str]) -> set[int] | Non
         raise SegcliError(f"--classes {', '.join(unknown)}: not in this model; give class names or category ids "
                           f"(as in predictions.json): {known}")
     return {ids[c] for c in classes}
-
-
-def _filter_classes(result, keep: set[int] | None) -> None:
-    if keep is None:
-        return
-    if result.rles is not None:
-        chosen = [i for i, label in enumerate(result.labels) if int(label) in keep]
-        result.rles = [result.rles[i] for i in chosen]
-        result.boxes_xyxy, result.labels, result.scores = (result.boxes_xyxy[chosen], result.labels[chosen],
-                                                            result.scores[chosen])
-    elif result.label_map is not None:
-        result.label_map[~np.isin(result.label_map, list(keep))] = 0
-
-
-def _write_image_outputs(result, out: Path, names: list[str], options: PredictOptions, task: str, stem: str) -> None:
-    """The label map and overlay of one image, named ``stem`` (unique: see ``output_stems``)."""
-    if task == "semantic" and ("masks" in options.formats or "all" in options.formats):
-        write_label_map(result.label_map, out / "masks" / f"{stem}.png")
-    if not options.overlays:
-        return
-    rgb = np.ascontiguousarray(result.pixels) if result.pixels is not None else decode_image(result.path)
-    if rgb is None or rgb.shape[:2] != (result.height, result.width):
-        return
-    if task == "instance":
-        picture = draw_instances(rgb, result.rles, result.boxes_xyxy, result.labels, result.scores, names, options.alpha)
-    else:
-        picture = draw_semantic(rgb, result.label_map, names, options.alpha)
-    write_overlay(picture, out / "overlays" / f"{stem}.jpg")
 
 
 def predict_folder(images: Path, options: PredictOptions, on_event: Callable[..., None] = lambda *a, **k: None) -> dict:

@@ -2,12 +2,13 @@
 
 Steps per epoch: (set the sampler's epoch) -> batches -> forward -> loss -> backward (scaled on
 CUDA) -> clip -> step -> learning rate of the next iteration; then validation every
-``val_every`` epochs with the evaluator ``segcli eval`` uses, the metrics row, ``last.pt`` (with
-the full training state) and ``best.pt`` when the metric improved. Progress goes to a callback
-``on_event(kind, **data)`` so the CLI can draw it; nothing here prints. Events: ``start``,
-``epoch_start``, ``step`` (after every training step), ``val_start``, ``val_step`` (after every
-validation batch), ``val_end`` (the figures and seconds), ``epoch_end``, ``message``, ``warning``
-and ``end``.
+``val_every`` epochs, the metrics row, ``last.pt`` (with the full training state) and ``best.pt``
+when the metric improved. Validation runs a copy of the model through the inference path of
+``segcli eval --weights`` and ``segcli predict`` (``core.inference.Predictor``, the converter of
+``core.results``, the scores of ``core.metrics``): the figures a run reports for its best epoch
+are those ``segcli eval --weights best.pt`` gives on the validation split. Progress goes to a
+callback ``on_event(kind, **data)`` (kinds: ``core.events.TRAIN_EVENTS``) so the CLI can draw it;
+nothing here prints.
 
 Learning rate: linear warm-up over ``warmup_iters`` iterations, then cosine decay to 1% of ``lr``
 at the last iteration of the last epoch: a pure function of the iteration count, so a resumed
@@ -15,23 +16,23 @@ run continues on the same curve and an extended run (``--epochs M``) rebuilds th
 new length from where it stands.
 
 Interruptions: SIGINT (Ctrl-C) or SIGTERM stop the run before the next step (or during
-validation); ``last.pt`` then holds that position (epoch, steps done, the epoch's running loss
-sums, RNG states) and ``summary.json`` says where it stopped, and ``Interrupted`` is raised (the CLI
-exits 130/143). ``--resume`` leaves out the batches already done (the order of an epoch's batches
-and each image's augmentation are fixed by seed and epoch) and continues exactly.
+validation); ``last.pt`` then holds that position (see ``checkpointing``: epoch, steps done, the
+epoch's running loss sums, RNG states) and ``summary.json`` says where it stopped, and
+``Interrupted`` is raised (the CLI exits 130/143). ``--resume`` leaves out the batches already
+done (the order of an epoch's batches and each image's augmentation are fixed by seed and epoch)
+and continues exactly.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -41,19 +42,24 @@ from segcli.data.datasets import (GroupedBatchSampler, InstanceDataset, Semantic
                                   collate_semantic)
 from segcli.data.targets import class_index
 from segcli.engine.core import distributed
-from segcli.engine.core.metrics import ConfusionMatrix, coco_scores
-from segcli.engine.core.interrupt import Interrupted, interruptible, ignore_signals, saving, signal_name, stop_requested
-from segcli.engine.core.results import detections_to_results, ground_truth_dict, semantic_prediction
+from segcli.engine.core.inference import Predictor, SkippedImage
+from segcli.engine.core.interrupt import Interrupted, ignore_signals, interruptible, saving, signal_name, stop_requested
+from segcli.engine.core.metrics import COCO_MAX_DETS, ConfusionMatrix, coco_scores
 from segcli.engine.core.plots import plot_curves
+from segcli.engine.core.results import TruthKeyedPredictions, coco_results
 from segcli.engine.core.run_folders import new_run_dir
-from segcli.engine.train.metrics_csv import write_metrics_csv
+from segcli.engine.train.checkpointing import (TrainState, check_resume_epochs, check_training, restore_training,
+                                               rng_state, save_best, save_run_weights, seed_everything)
 from segcli.engine.train.data import resolve_splits
+from segcli.engine.train.metrics_csv import write_metrics_csv
 from segcli.errors import SegcliError, with_article
 from segcli.fileio import read_json, remove_temporaries, write_json_atomic
-from segcli.models.checkpoint import make_record, read_checkpoint, save_checkpoint, transfer_weights
+from segcli.formats.coco import write_coco
+from segcli.ledger import Ledger
+from segcli.models.checkpoint import make_record, read_checkpoint, transfer_weights
+from segcli.models.defaults import EVAL_CONF
 from segcli.models.device import select_device
 from segcli.models.pretrained import INITS
-from segcli.models.instance import configure_inference
 from segcli.models.registry import DEFAULT_MODELS, build_model, model_args, task_of
 from segcli.models.semantic import semantic_loss
 
@@ -119,42 +125,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-@dataclass
-class TrainState:
-    """What ``--resume`` restores besides weights and optimizer."""
-
-    epoch: int = 0
-    iteration: int = 0
-    best: float = -1.0
-    best_epoch: int = -1
-    stale_epochs: int = 0
-    rows: list[dict] = field(default_factory=list)
-    step: int = 0  # batches done of epoch ``epoch`` (0-based) when stopped in its middle
-    partial: dict = field(default_factory=dict)  # that epoch's running sums, images, seconds, lr
-
-
-class RunFinished(Exception):
-    """``--resume`` of a run that has done every epoch asked: nothing to train, nothing is
-    written. ``message`` says so and how to extend the run (``--epochs N`` with N larger)."""
-
-    def __init__(self, folder: Path, epochs_done: int, epochs: int, asked: int | None):
-        self.folder, self.epochs_done, self.epochs = folder, epochs_done, epochs
-        fewer = f" (--epochs {asked} is not more)" if asked is not None and asked != epochs else ""
-        self.message = (f"{folder} is already finished: {epochs_done} of {epochs} epochs done{fewer}; to train it "
-                        f"longer give the new total: segcli train --resume {folder} --epochs N with N > {epochs_done}")
-        super().__init__(self.message)
-
-
-def check_resume_epochs(folder: Path, done: int, epochs: int, asked: int | None) -> None:
-    """RunFinished when the run has done its epochs (and --epochs asks for no more); SegcliError
-    when --epochs asks for fewer than a stopped run has already done."""
-    if done >= epochs and (asked is None or asked <= done):
-        raise RunFinished(folder, done, epochs, asked)
-    if asked is not None and asked <= done:
-        raise SegcliError(f"--epochs {asked}: this run has already done {done} epochs; give more than {done}, "
-                          f"or leave --epochs out to finish its {epochs}", folder)
-
-
 class _Stop(Exception):
     """A signal arrived: stop at this point (carried out of the loops to ``Trainer.run``)."""
 
@@ -184,7 +154,7 @@ class Trainer:
             self.on_event = lambda *args, **kwargs: None
         if self.group.distributed and self.device.type == "cuda":
             self.device = torch.device(f"cuda:{self.group.local_rank}")
-        _seed_everything(config.seed + self.group.rank)
+        seed_everything(config.seed + self.group.rank)
         # a checkpoint to start from is checked whole before the data is read or anything is built
         init_payload = read_checkpoint(Path(config.init)) if config.init not in INITS and resume is None else None
         self.train_split, self.val_split = resolve_splits(
@@ -211,8 +181,8 @@ class Trainer:
         self.resume_file = Path(run_dir) / "weights" / "last.pt" if resume is not None else None
         if resume is not None:
             self._restore(resume)
-        self.train_loader = self._loader(self.train_data, train=True)
-        self.val_loader = self._loader(self.val_data, train=False)
+        self.train_loader = self._loader(self.train_data)
+        self.val_truth: dict | None = None  # the validation COCO ground truth, made at the first validation
         if resume is not None:
             self._check_position(self.resume_file)
         # made last, once every input has been read and checked: a refusal leaves no folder behind
@@ -312,55 +282,23 @@ class Trainer:
             return torch.optim.SGD(parameters, lr=self.config.lr, momentum=0.9, weight_decay=self.config.weight_decay)
         return torch.optim.AdamW(parameters, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
-    def _loader(self, dataset, train: bool) -> DataLoader:
+    def _loader(self, dataset) -> DataLoader:
+        """The training batches: grouped by aspect ratio, this process's share under torchrun."""
         ratios = [dataset.aspect_ratio(i) for i in range(len(dataset))]
-        group = self.group if train else distributed.ProcessGroup()
-        min_batch = 2 if train and self.config.task == "semantic" else 1
-        if train and min_batch > 1 and (self.config.batch < 2 or len(dataset) < 2 * group.world_size):
+        min_batch = 2 if self.config.task == "semantic" else 1
+        if min_batch > 1 and (self.config.batch < 2 or len(dataset) < 2 * self.group.world_size):
             raise SegcliError("semantic training needs --batch 2 or more and at least 2 training images per "
                               "process (BatchNorm cannot learn from one image)")
-        sampler = GroupedBatchSampler(ratios, self.config.batch if train else 1, shuffle=train,
-                                      seed=self.config.seed, rank=group.rank, world_size=group.world_size,
-                                      min_batch=min_batch)
+        sampler = GroupedBatchSampler(ratios, self.config.batch, shuffle=True, seed=self.config.seed,
+                                      rank=self.group.rank, world_size=self.group.world_size, min_batch=min_batch)
         collate = collate_instance if self.config.task == "instance" else collate_semantic
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.config.workers, collate_fn=collate,
                           generator=torch.Generator(), persistent_workers=False,
                           worker_init_fn=ignore_signals if self.config.workers else None)
 
     def _restore(self, payload: dict) -> None:
-        record = payload["record"]
-        if record["model"]["name"] != self.config.model:
-            raise SegcliError(f"last.pt is {with_article(record['model']['name'])}, args.json says {self.config.model}")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-        self.model.load_state_dict(state)
-        training = payload["training"]
-        self._restore_optimizer(training["optimizer"])
-        self.scaler.load_state_dict(training["scaler"])
-        self.state = TrainState(**training["state"])
-        rng, ranks = training["rng"], training["rng"].get("ranks")
-        if ranks and len(ranks) == self.group.world_size:  # torchrun with as many processes as before
-            rng = ranks[self.group.rank]
-        torch.set_rng_state(rng["torch"])
-        random.setstate((rng["python"][0], tuple(rng["python"][1]), None))
-
-    def _restore_optimizer(self, saved: dict) -> None:
-        """Load the optimizer state of last.pt; SegcliError when it is not this model's (other
-        parameter groups, buffers of other shapes, NaN momentum), before a step goes wrong."""
-        last = self.resume_file
-        try:
-            self.optimizer.load_state_dict(saved)
-        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
-            raise SegcliError(f"training: optimizer state does not fit the model ({exc})", last) from None
-        for group in self.optimizer.param_groups:
-            for parameter in group["params"]:
-                for key, value in self.optimizer.state.get(parameter, {}).items():
-                    if not isinstance(value, torch.Tensor) or value.ndim == 0:
-                        continue
-                    if value.shape != parameter.shape:
-                        raise SegcliError(f"training: optimizer {key} of shape {list(value.shape)} for a "
-                                          f"parameter of shape {list(parameter.shape)}", last)
-                    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                        raise SegcliError(f"training: optimizer {key} holds NaN or infinite values", last)
+        self.state = restore_training(payload, self.model, self.optimizer, self.scaler, self.group, self.config.model,
+                                      self.resume_file)
 
     def _check_position(self, last: Path) -> None:
         """The saved position must lie inside this run: epoch 0..epochs done, step 0..steps."""
@@ -443,8 +381,7 @@ class Trainer:
         last epoch's weights, so the summary never points at a file that does not exist."""
         metric = BEST_METRIC[self.config.task]
         with saving():
-            save_checkpoint(self.run_dir / "weights" / "best.pt", self.bare_model, self._record(),
-                            fp16=self.config.fp16_weights)
+            save_best(self.run_dir / "weights", self.bare_model, self._record(), self.config.fp16_weights)
         self.on_event("message", text=f"no validation {metric} was ever scored (does the validation split hold "
                                       f"objects?): weights/best.pt holds the last epoch's weights")
 
@@ -452,7 +389,7 @@ class Trainer:
         """Under torchrun, every rank's RNG states for rank 0 to save (dropout differs by rank, so
         an exact resume restores each rank's own)."""
         if self.group.distributed:
-            self.rank_rngs = distributed.all_gather(self.group, _rng_state())
+            self.rank_rngs = distributed.all_gather(self.group, rng_state())
 
     def _agreed_stop(self) -> int:
         """The signal that stops the run now (0: go on); under torchrun every rank agrees."""
@@ -564,52 +501,66 @@ class Trainer:
     def _validate_epoch(self, epoch: int) -> dict:
         """``validate`` between its val_start and val_end events (the CLI's bar or log line)."""
         start = time.perf_counter()
-        self.on_event("val_start", epoch=epoch, epochs=self.config.epochs, images=len(self.val_data),
-                      steps=len(self.val_loader))
+        images = len(self.val_data)
+        self.on_event("val_start", epoch=epoch, epochs=self.config.epochs, images=images, steps=images)
         metrics = self.validate()
-        self.on_event("val_end", epoch=epoch, epochs=self.config.epochs, images=len(self.val_data),
+        self.on_event("val_end", epoch=epoch, epochs=self.config.epochs, images=images,
                       metrics=metrics, seconds=time.perf_counter() - start)
         return metrics
 
-    @torch.inference_mode()
     def validate(self) -> dict:
-        """Validation metrics with the model as it is now (rank 0 only)."""
-        model = self.bare_model
-        model.eval()
-        if self.config.task == "instance":
-            configure_inference(model, score_thresh=0.05, detections_per_img=100, min_size=self.model_args["min_size"])
-            return self._validate_instance(model)
-        return self._validate_semantic(model)
-
-    def _validate_instance(self, model) -> dict:
-        ids = [c["id"] for c in self.categories]
-        results = []
-        for step, (images, _, indices, _) in enumerate(self.val_loader, start=1):
+        """Validation metrics with the model as it is now (rank 0 only): the figures ``segcli eval
+        --weights`` gives for the best.pt this model would be saved as, through the same
+        Predictor, converter and scores."""
+        predictor = Predictor(self._inference_copy(), make_record(self.config.model, self.model_args, self.categories),
+                              self.device, max_det=COCO_MAX_DETS, default_conf=EVAL_CONF)
+        records = self.val_data.records
+        position = {record.path: k for k, record in enumerate(records)}
+        items = []
+        for step, item in enumerate(predictor.predict([r.path for r in records], Path("/"), self.config.batch,
+                                                      self.config.workers), start=1):
             if stop_requested():
                 raise _Stop(stop_requested())
-            if images:
-                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                    outputs = model([image.to(self.device) for image in images])
-                for output, index in zip(outputs, indices):
-                    results += detections_to_results(output, index, ids)
-            self.on_event("val_step", step=step, steps=len(self.val_loader))
-        ground_truth = ground_truth_dict(self.val_data.records, self.val_data.objects, self.classes, ids,
-                                         [c["name"] for c in self.categories])
-        segm, bbox = coco_scores(ground_truth, results, "segm"), coco_scores(ground_truth, results, "bbox")
+            if not isinstance(item, SkippedImage):  # an image that no longer decodes scores as missed
+                items.append((position[item.path], item))
+            self.on_event("val_step", step=step, steps=len(records))
+        if self.config.task == "instance":
+            return self._instance_scores(items)
+        return self._semantic_scores(items)
+
+    def _inference_copy(self) -> torch.nn.Module:
+        """A copy of the model for inference (its settings and CPU kernel pinning stay off the
+        model being trained), with best.pt's precision: fp16-rounded under --fp16-weights."""
+        model = copy.deepcopy(self.bare_model).eval()
+        if self.config.fp16_weights:
+            with torch.no_grad():
+                for tensor in model.state_dict().values():
+                    if tensor.is_floating_point():
+                        tensor.copy_(tensor.half().float())
+        return model
+
+    def _instance_scores(self, items: list) -> dict:
+        truth = self._val_truth()
+        keyed = TruthKeyedPredictions(truth, self.categories, [])
+        for index, item in items:
+            keyed.add(item, self.val_data.records[index].file_name)
+        results = coco_results(keyed.coco())
+        segm, bbox = coco_scores(truth, results, "segm"), coco_scores(truth, results, "bbox")
         return {"segm_AP": segm["AP"], "segm_AP50": segm["AP50"], "segm_AP75": segm["AP75"],
                 "bbox_AP": bbox["AP"], "bbox_AP50": bbox["AP50"]}
 
-    def _validate_semantic(self, model) -> dict:
+    def _val_truth(self) -> dict:
+        """The validation images' COCO ground truth, written by the COCO writer as ``segcli eval``
+        writes any ground truth it reads (computed once)."""
+        if self.val_truth is None:
+            dataset = replace(self.val_split.dataset, images=self.val_data.records)
+            self.val_truth = write_coco(dataset, Ledger(str(self.val_split.annotation)))
+        return self.val_truth
+
+    def _semantic_scores(self, items: list) -> dict:
         matrix = ConfusionMatrix(len(self.categories) + 1)
-        for step, (images, _, indices, _) in enumerate(self.val_loader, start=1):
-            if stop_requested():
-                raise _Stop(stop_requested())
-            if images is not None:
-                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                    logits = model(images.to(self.device))["out"]
-                truth = self.val_data.full_label(indices[0])
-                matrix.update(truth, semantic_prediction(logits, *truth.shape))
-            self.on_event("val_step", step=step, steps=len(self.val_loader))
+        for index, item in items:
+            matrix.update(self.val_data.full_label(index), item.label_map)
         scores = matrix.scores()
         return {"mIoU": scores["mIoU"], "pixel_accuracy": scores["pixel_accuracy"],
                 "mean_accuracy": scores["mean_accuracy"]}
@@ -645,14 +596,8 @@ class Trainer:
                            metrics=metrics)
 
     def _save(self, improved: bool) -> None:
-        weights = self.run_dir / "weights"
-        training = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                    "state": asdict(self.state),
-                    "rng": {**_rng_state(), **({"ranks": self.rank_rngs} if self.rank_rngs else {})}}
-        record = self._record()
-        save_checkpoint(weights / "last.pt", self.bare_model, record, training=training)
-        if improved:
-            save_checkpoint(weights / "best.pt", self.bare_model, record, fp16=self.config.fp16_weights)
+        save_run_weights(self.run_dir / "weights", self.bare_model, self._record(), self.optimizer, self.scaler,
+                         self.state, self.rank_rngs, best=improved, fp16_best=self.config.fp16_weights)
 
     def _summary_data(self, stopped_early: bool) -> dict:
         return {"run_dir": str(self.run_dir), "epochs_done": self.state.epoch, "best_epoch": self.state.best_epoch,
@@ -667,68 +612,6 @@ class Trainer:
         return summary
 
 
-def check_training(training, last: Path) -> None:
-    """SegcliError naming the first thing wrong in last.pt's training state (what ``--resume``
-    restores besides the weights), before anything is built: its keys and types, the position
-    (epoch, step, iteration, best epoch, one metrics row per epoch done) and the RNG states (tried
-    on throw-away generators, so nothing global changes)."""
-    if not isinstance(training, dict):
-        raise SegcliError("last.pt holds no training state" if training is None else
-                          f"training: expected a dict, got {type(training).__name__}", last)
-    for key in ("optimizer", "scaler", "state", "rng"):
-        if not isinstance(training.get(key), dict):
-            raise SegcliError(f"training: {key!r} is {'missing' if key not in training else 'not a dict'}", last)
-    optimizer = training["optimizer"]
-    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list) \
-            or not optimizer["param_groups"]:
-        raise SegcliError("training: the optimizer state is empty or not a torch optimizer's", last)
-    _check_train_state(training["state"], last)
-    rng = training["rng"]
-    for index, states in enumerate([rng, *(rng.get("ranks") or [])]):
-        problem = _rng_problem(states)
-        if problem:
-            raise SegcliError(f"training: rng{'' if index == 0 else f' of rank {index - 1}'}: {problem}", last)
-
-
-def _check_train_state(state: dict, last: Path) -> None:
-    known = {f.name for f in fields(TrainState)}
-    unknown = sorted(set(state) - known, key=str)
-    if unknown:
-        raise SegcliError(f"training: state key {unknown[0]!r} is not one segcli saves", last)
-    values = {**asdict(TrainState()), **state}
-    for key in ("epoch", "iteration", "stale_epochs", "step"):
-        value = values[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise SegcliError(f"training: state {key} is {value!r}: expected an integer >= 0", last)
-    if not isinstance(values["rows"], list) or not all(isinstance(row, dict) for row in values["rows"]):
-        raise SegcliError("training: state rows is not a list of metric rows", last)
-    if len(values["rows"]) != values["epoch"]:
-        raise SegcliError(f"training: state epoch {values['epoch']} but {len(values['rows'])} epochs of "
-                          "metrics were recorded", last)
-    best_epoch = values["best_epoch"]
-    if not isinstance(best_epoch, int) or isinstance(best_epoch, bool) or not -1 <= best_epoch <= values["epoch"]:
-        raise SegcliError(f"training: state best_epoch is {best_epoch!r}: expected -1..{values['epoch']}", last)
-    best = values["best"]
-    if not isinstance(best, (int, float)) or isinstance(best, bool) or not math.isfinite(best):
-        raise SegcliError(f"training: state best is {best!r}: expected a finite number", last)
-    if not isinstance(values["partial"], dict):
-        raise SegcliError("training: state partial is not a dict", last)
-
-
-def _rng_problem(states: dict) -> str | None:
-    """Why ``states`` (as ``_rng_state`` makes them) cannot be restored, or None."""
-    if not isinstance(states, dict) or not isinstance(states.get("torch"), torch.Tensor) \
-            or not isinstance(states.get("python"), list) or len(states["python"]) != 2:
-        return "expected torch and python states"
-    try:
-        torch.Generator().set_state(states["torch"])
-        version, internal = states["python"]
-        random.Random().setstate((version, tuple(internal), None))
-    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
-        return f"not a random generator state ({str(exc).splitlines()[0][:100]})"
-    return None
-
-
 def _train_scales(size: int) -> list[int]:
     """Short sides for scale jitter: multiples of 32 from 0.8x to 1.2x the model's size, never
     below 32 (at --imgsz 32 the range began at 0 and the model's resize failed)."""
@@ -737,21 +620,6 @@ def _train_scales(size: int) -> list[int]:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value is not None else None
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": _python_rng_state()}
-
-
-def _python_rng_state() -> list:
-    version, internal, _ = random.getstate()
-    return [version, list(internal)]
 
 
 def _batch_indices(loader: DataLoader, step: int) -> list[int]:
