@@ -61,3 +61,29 @@ def test_eval_of_predicts_files_gives_the_same_figures(trained):
     reported, with_model, from_files = trained
     assert from_files["predictions"] == with_model["predictions"]
     assert _figures(from_files) == _figures(with_model) == {k: float(reported[k]) for k in _figures(with_model)}
+
+
+SEMANTIC = SHIPPED.with_name("pspnet_resnet18_shapes.pt")
+
+
+def test_semantic_validation_miou_of_the_best_epoch_is_eval_weights_miou(tmp_path):
+    """The same for FCN+PSPNet: validation's mIoU, pixel accuracy and mean accuracy are those of
+    ``eval --weights best.pt``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generate_shapes_dataset(tmp_path / "train", 8, seed=21, coco=True, sizes=SIZES)
+        generate_shapes_dataset(tmp_path / "val", 3, seed=22, coco=True, sizes=SIZES)
+        summary = train(TrainConfig(train=str(tmp_path / "train" / "coco.json"), val=str(tmp_path / "val" / "coco.json"),
+                                    task="semantic", model="pspnet_resnet18", epochs=1, batch=4, imgsz=160, workers=0,
+                                    warmup_iters=0, lr=1e-4, init=str(SEMANTIC), out=str(tmp_path / "runs"),
+                                    name="run"))
+        best = Path(summary["run_dir"]) / "weights" / "best.pt"
+        reported = read_checkpoint(best)["record"]["metrics"]
+        scored = run_eval(EvalOptions(gt=tmp_path / "val" / "coco.json", weights=best, out=tmp_path / "eval",
+                                      workers=0))
+    finally:
+        torch.set_num_threads(threads)
+    assert scored["mIoU"] > 0.3  # a model that segments: the test can fail
+    figures = ("mIoU", "pixel_accuracy", "mean_accuracy")
+    assert {k: float(reported[k]) for k in figures} == {k: scored[k] for k in figures}

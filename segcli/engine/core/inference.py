@@ -275,8 +275,11 @@ class Predictor:
             SegcliError: a decoding worker died or the model failed (images skip only for
                 reasons of their own, see ``FolderImages``).
         """
+        # a generator of its own: the loader's seed would otherwise be drawn from torch's global
+        # RNG, and a validation during training would change the rest of the run (and its resume)
         loader = DataLoader(FolderImages(paths, self.longest_side), batch_size=batch, num_workers=workers,
-                            collate_fn=list, worker_init_fn=ignore_signals if workers else None)
+                            collate_fn=list, worker_init_fn=ignore_signals if workers else None,
+                            generator=torch.Generator())
         batches = iter(loader)
         try:
             with inference_context(self.device):
