@@ -511,22 +511,21 @@ class Trainer:
     def validate(self) -> dict:
         """Validation metrics with the model as it is now (rank 0 only): the figures ``segcli eval
         --weights`` gives for the best.pt this model would be saved as, through the same
-        Predictor, converter and scores."""
+        Predictor, converter and scores. Each image's result is taken in as it comes (an image's
+        pixels are not kept)."""
         predictor = Predictor(self._inference_copy(), make_record(self.config.model, self.model_args, self.categories),
                               self.device, max_det=COCO_MAX_DETS, default_conf=EVAL_CONF)
         records = self.val_data.records
         position = {record.path: k for k, record in enumerate(records)}
-        items = []
+        add, scores = self._instance_scoring() if self.config.task == "instance" else self._semantic_scoring()
         for step, item in enumerate(predictor.predict([r.path for r in records], Path("/"), self.config.batch,
                                                       self.config.workers), start=1):
             if stop_requested():
                 raise _Stop(stop_requested())
             if not isinstance(item, SkippedImage):  # an image that no longer decodes scores as missed
-                items.append((position[item.path], item))
+                add(position[item.path], item)
             self.on_event("val_step", step=step, steps=len(records))
-        if self.config.task == "instance":
-            return self._instance_scores(items)
-        return self._semantic_scores(items)
+        return scores()
 
     def _inference_copy(self) -> torch.nn.Module:
         """A copy of the model for inference (its settings and CPU kernel pinning stay off the
@@ -539,15 +538,18 @@ class Trainer:
                         tensor.copy_(tensor.half().float())
         return model
 
-    def _instance_scores(self, items: list) -> dict:
+    def _instance_scoring(self) -> tuple[Callable, Callable[[], dict]]:
+        """(take in one image's prediction, the mask and box AP of those taken in)."""
         truth = self._val_truth()
         keyed = TruthKeyedPredictions(truth, self.categories, [])
-        for index, item in items:
-            keyed.add(item, self.val_data.records[index].file_name)
-        results = coco_results(keyed.coco())
-        segm, bbox = coco_scores(truth, results, "segm"), coco_scores(truth, results, "bbox")
-        return {"segm_AP": segm["AP"], "segm_AP50": segm["AP50"], "segm_AP75": segm["AP75"],
-                "bbox_AP": bbox["AP"], "bbox_AP50": bbox["AP50"]}
+
+        def scores() -> dict:
+            results = coco_results(keyed.coco())
+            segm, bbox = coco_scores(truth, results, "segm"), coco_scores(truth, results, "bbox")
+            return {"segm_AP": segm["AP"], "segm_AP50": segm["AP50"], "segm_AP75": segm["AP75"],
+                    "bbox_AP": bbox["AP"], "bbox_AP50": bbox["AP50"]}
+
+        return lambda index, item: keyed.add(item, self.val_data.records[index].file_name), scores
 
     def _val_truth(self) -> dict:
         """The validation images' COCO ground truth, written by the COCO writer as ``segcli eval``
@@ -557,13 +559,16 @@ class Trainer:
             self.val_truth = write_coco(dataset, Ledger(str(self.val_split.annotation)))
         return self.val_truth
 
-    def _semantic_scores(self, items: list) -> dict:
+    def _semantic_scoring(self) -> tuple[Callable, Callable[[], dict]]:
+        """(take in one image's label map, the mIoU and accuracies of those taken in)."""
         matrix = ConfusionMatrix(len(self.categories) + 1)
-        for index, item in items:
-            matrix.update(self.val_data.full_label(index), item.label_map)
-        scores = matrix.scores()
-        return {"mIoU": scores["mIoU"], "pixel_accuracy": scores["pixel_accuracy"],
-                "mean_accuracy": scores["mean_accuracy"]}
+
+        def scores() -> dict:
+            figures = matrix.scores()
+            return {"mIoU": figures["mIoU"], "pixel_accuracy": figures["pixel_accuracy"],
+                    "mean_accuracy": figures["mean_accuracy"]}
+
+        return lambda index, item: matrix.update(self.val_data.full_label(index), item.label_map), scores
 
     def _end_epoch(self, epoch: int, row: dict) -> bool:
         """Record the epoch, save weights, decide on early stopping (rank 0)."""
