@@ -277,6 +277,8 @@ def train(
     category: CategoryOption = "object",
     aux: Annotated[bool, typer.Option("--aux", help="Semantic: add the auxiliary head loss.")] = False,
     fp16_weights: Annotated[bool, typer.Option("--fp16-weights", help="Store best.pt in fp16 (half the size).")] = False,
+    time_budget: Annotated[float | None, typer.Option("--time", help="Hours: plan the epochs from measured speed to finish in this time (--epochs is then only the first guess).")] = None,
+    ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Validate and save (best.pt) an exponential moving average of the weights (default: off).", show_default=False)] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", help="Architecture argument KEY=VALUE (repeatable; `segcli models --args` lists them), e.g. backbone_layers=3.")] = None,
 ) -> None:
     """Train a segmentation model on a VIA or COCO dataset.
@@ -312,7 +314,8 @@ def train(
                     batch=batch, imgsz=imgsz, lr=lr, optimizer=optimizer.value if optimizer else None,
                     workers=workers, device=device, init=init, out=_s(out), name=name, seed=seed,
                     patience=patience, val_every=val_every, label_attr=label_attr, category=category, aux=aux,
-                    fp16_weights=fp16_weights, model_args=_model_args(model_arg))
+                    fp16_weights=fp16_weights, model_args=_model_args(model_arg), time=time_budget,
+                    **({} if ema is None else {"ema": ema}))
                 trainer = Trainer.new(config, printer)
             trainer.run()
         except RunFinished as finished:  # nothing to do is not an error: exit 0, nothing written

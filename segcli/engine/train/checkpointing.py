@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from segcli.engine.core import distributed
+from segcli.engine.train.ema import ModelEMA
 from segcli.errors import SegcliError, with_article
 from segcli.models.checkpoint import save_checkpoint
 
@@ -36,6 +37,8 @@ class TrainState:
     rows: list[dict] = field(default_factory=list)
     step: int = 0  # batches done of epoch ``epoch`` (0-based) when stopped in its middle
     partial: dict = field(default_factory=dict)  # that epoch's running sums, images, seconds, lr
+    seconds: float = 0.0  # wall time the run has spent, all sessions (--time counts it)
+    epoch_seconds: list[float] = field(default_factory=list)  # each epoch's wall time, validation included
 
 
 class RunFinished(Exception):
@@ -102,13 +105,28 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict, last: Path
 
 def save_run_weights(weights: Path, model: torch.nn.Module, record: dict, optimizer: torch.optim.Optimizer,
                      scaler: torch.amp.GradScaler, state: TrainState, rank_rngs: list[dict] | None,
-                     best: bool, fp16_best: bool) -> None:
-    """weights/last.pt with the whole training state, and weights/best.pt when ``best``."""
+                     best: bool, fp16_best: bool, ema: ModelEMA | None = None) -> None:
+    """weights/last.pt with the whole training state (the raw weights, and the average under
+    --ema), and weights/best.pt when ``best`` (the average under --ema: what was validated)."""
     training = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "state": asdict(state),
                 "rng": {**rng_state(), **({"ranks": rank_rngs} if rank_rngs else {})}}
+    if ema is not None:
+        training["ema"] = ema.state_dict()
     save_checkpoint(weights / "last.pt", model, record, training=training)
     if best:
-        save_best(weights, model, record, fp16_best)
+        save_best(weights, ema.module if ema is not None else model, record, fp16_best)
+
+
+def restore_ema(payload: dict, ema: ModelEMA, last: Path) -> None:
+    """The average of a resumed --ema run (a run saved without one starts it from its weights)."""
+    saved = payload["training"].get("ema")
+    if saved is None:
+        return
+    try:
+        ema.load_state_dict(saved)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise SegcliError(f"training: the weights' average does not fit the model ({str(exc).splitlines()[0]})",
+                          last) from None
 
 
 def save_best(weights: Path, model: torch.nn.Module, record: dict, fp16: bool) -> None:
@@ -136,6 +154,13 @@ def check_training(training, last: Path) -> None:
         problem = _rng_problem(states)
         if problem:
             raise SegcliError(f"training: rng{'' if index == 0 else f' of rank {index - 1}'}: {problem}", last)
+    ema = training.get("ema")
+    if ema is not None:
+        updates = ema.get("updates") if isinstance(ema, dict) else None
+        if not isinstance(updates, int) or isinstance(updates, bool) or updates < 0 \
+                or not isinstance(ema.get("state_dict"), dict) \
+                or not all(isinstance(v, torch.Tensor) for v in ema["state_dict"].values()):
+            raise SegcliError("training: ema is not the weights' average segcli saves (updates and tensors)", last)
 
 
 def _check_train_state(state: dict, last: Path) -> None:
@@ -161,6 +186,10 @@ def _check_train_state(state: dict, last: Path) -> None:
         raise SegcliError(f"training: state best is {best!r}: expected a finite number", last)
     if not isinstance(values["partial"], dict):
         raise SegcliError("training: state partial is not a dict", last)
+    times = [values["seconds"], *values["epoch_seconds"]] if isinstance(values["epoch_seconds"], list) else None
+    if times is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                and v >= 0 for v in times):
+        raise SegcliError("training: state seconds and epoch_seconds must be numbers of seconds >= 0", last)
 
 
 def _rng_problem(states: dict) -> str | None:

@@ -48,9 +48,12 @@ from segcli.engine.core.metrics import COCO_MAX_DETS, ConfusionMatrix, coco_scor
 from segcli.engine.core.plots import plot_curves
 from segcli.engine.core.results import TruthKeyedPredictions, coco_results
 from segcli.engine.core.run_folders import new_run_dir
-from segcli.engine.train.checkpointing import (TrainState, check_resume_epochs, check_training, restore_training,
-                                               rng_state, save_best, save_run_weights, seed_everything)
+from segcli.engine.train.checkpointing import (TrainState, check_resume_epochs, check_training, restore_ema,
+                                               restore_training, rng_state, save_best, save_run_weights,
+                                               seed_everything)
+from segcli.engine.train.budget import PLAN_AFTER_STEPS, first_plan, planned_epochs
 from segcli.engine.train.data import resolve_splits
+from segcli.engine.train.ema import ModelEMA
 from segcli.engine.train.metrics_csv import write_metrics_csv
 from segcli.errors import SegcliError, with_article
 from segcli.fileio import read_json, remove_temporaries, write_json_atomic
@@ -99,6 +102,8 @@ class TrainConfig:
     aux: bool = False
     clip_grad: float = 10.0
     fp16_weights: bool = False
+    ema: bool = False  # validate and save an exponential moving average of the weights (train/ema.py)
+    time: float | None = None  # hours: plan the epochs to finish in this time (train/budget.py)
     model_args: dict = field(default_factory=dict)  # further architecture arguments, e.g. backbone_layers
 
     def __post_init__(self) -> None:
@@ -118,6 +123,8 @@ class TrainConfig:
             raise SegcliError(f"--init {self.init!r}: neither {', '.join(INITS)} nor a checkpoint file")
         if self.workers < 0 or self.patience < 0:
             raise SegcliError("--workers and --patience must be >= 0")
+        if self.time is not None and not (math.isfinite(self.time) and self.time > 0):
+            raise SegcliError(f"--time {self.time}: expected a number of hours > 0")
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -147,6 +154,7 @@ class Trainer:
     """One training run. Build with ``Trainer.new(config)`` or ``Trainer.resume(folder, ...)``."""
 
     def __init__(self, config: TrainConfig, run_dir: Path | None, on_event: Event, resume: dict | None = None):
+        self.session_start = time.monotonic()  # --time counts everything from here
         self.config, self.on_event = config, on_event
         self.device = select_device(config.device)
         self.group = distributed.init_process_group(self.device)
@@ -181,10 +189,17 @@ class Trainer:
         self.resume_file = Path(run_dir) / "weights" / "last.pt" if resume is not None else None
         if resume is not None:
             self._restore(resume)
+        self.seconds_before = self.state.seconds  # spent by earlier sessions of this run
+        self.last_train_seconds = 0.0  # --time: the last epoch's training time (its validation's is the rest)
         self.train_loader = self._loader(self.train_data)
         self.val_truth: dict | None = None  # the validation COCO ground truth, made at the first validation
         if resume is not None:
             self._check_position(self.resume_file)
+        # rank 0 validates and saves: only it keeps the average
+        self.ema = ModelEMA(self.bare_model, config.epochs * len(self.train_loader)) \
+            if config.ema and self.group.is_main else None
+        if resume is not None and self.ema is not None:
+            restore_ema(resume, self.ema, self.resume_file)
         # made last, once every input has been read and checked: a refusal leaves no folder behind
         self.run_dir = run_dir if run_dir is not None else (
             new_run_dir(_path(config.out), config.name, config.task) if self.group.is_main else None)
@@ -344,9 +359,13 @@ class Trainer:
                           val_every=config.val_every)
         stop, interrupted = False, 0
         try:
-            for epoch in range(self.state.epoch, config.epochs):
+            epoch = self.state.epoch
+            while epoch < config.epochs:
+                epoch_began = time.monotonic()
                 row = self._train_epoch(epoch)
-                if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+                if config.time is not None:
+                    self._plan(epoch, row["train_seconds"])
+                if (epoch + 1) % config.val_every == 0 or epoch + 1 >= config.epochs:
                     signum = 0
                     if self.group.is_main:
                         try:
@@ -357,11 +376,13 @@ class Trainer:
                     if signum:
                         raise _Stop(signum)
                 self._gather_rng()
+                self.state.epoch_seconds.append(time.monotonic() - epoch_began)
                 if self.group.is_main:
                     stop = self._end_epoch(epoch, row)
                 stop = distributed.broadcast_flag(self.group, stop)
                 if stop:
                     break
+                epoch += 1
         except _Stop as exc:
             interrupted = exc.signum
             try:
@@ -381,7 +402,8 @@ class Trainer:
         last epoch's weights, so the summary never points at a file that does not exist."""
         metric = BEST_METRIC[self.config.task]
         with saving():
-            save_best(self.run_dir / "weights", self.bare_model, self._record(), self.config.fp16_weights)
+            save_best(self.run_dir / "weights", self.ema.module if self.ema is not None else self.bare_model,
+                      self._record(), self.config.fp16_weights)
         self.on_event("message", text=f"no validation {metric} was ever scored (does the validation split hold "
                                       f"objects?): weights/best.pt holds the last epoch's weights")
 
@@ -424,7 +446,6 @@ class Trainer:
         self.train_loader.batch_sampler.set_epoch(epoch)
         self.train_loader.generator.manual_seed(config.seed * 1000 + epoch)
         self.train_data.seed, self.train_data.epoch = config.seed, epoch
-        total_iters = config.epochs * len(self.train_loader)
         # resuming in the middle of this epoch: leave out the batches done, carry on its sums
         first = self.state.step if epoch == self.state.epoch else 0
         partial = self.state.partial if first else {}
@@ -446,7 +467,10 @@ class Trainer:
                 # one scale per batch: torchvision draws one per image and pads the batch to the
                 # largest, which cost 25% more compute for the same jitter (benchmarks/README.md)
                 self.bare_model.transform.min_size = (scales[int(torch.randint(len(scales), ()))],)
-            lr = learning_rate(config, self.state.iteration, total_iters)
+            if config.time is not None and epoch == 0 and step == min(PLAN_AFTER_STEPS, len(self.train_loader)) - 1 \
+                    and step > first:
+                self._first_plan((before + time.perf_counter() - start) / (step - first))
+            lr = learning_rate(config, self.state.iteration, config.epochs * len(self.train_loader))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             try:
@@ -468,6 +492,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.state.iteration += 1
+            if self.ema is not None:
+                self.ema.update(self.bare_model)
             count = len(inputs)
             images_seen += count * self.group.world_size
             for key, value in losses.items():
@@ -484,6 +510,37 @@ class Trainer:
         self._keep_position(len(self.train_loader), sums, images_seen, elapsed, lr)
         return {"epoch": epoch + 1, "lr": lr, **{k: v / steps for k, v in sums.items()},
                 "images_per_s": images_seen / elapsed if elapsed else 0.0, "train_seconds": elapsed}
+
+    def spent_seconds(self) -> float:
+        """Wall time the run has spent, earlier sessions included."""
+        return self.seconds_before + time.monotonic() - self.session_start
+
+    def _first_plan(self, step_seconds: float) -> None:
+        """--time: the epochs from the speed of the first steps (every rank agrees on rank 0's)."""
+        planned = first_plan(self.config.time * 3600, self.spent_seconds(), step_seconds, len(self.train_loader))
+        self._set_epochs(distributed.all_max(self.group, planned if self.group.is_main else 0))
+
+    def _plan(self, epoch: int, train_seconds: float) -> None:
+        """--time, after an epoch's training: the epochs that fit, from the recent epochs' times
+        (this one's validation estimated by the last one's, or by a tenth of its training), so
+        that an epoch that ends the run is known before its validation, which it always gets."""
+        times = self.state.epoch_seconds
+        validation = times[-1] - self.last_train_seconds if times and self.last_train_seconds else 0.1 * train_seconds
+        self.last_train_seconds = train_seconds
+        planned = planned_epochs(self.config.time * 3600, self.spent_seconds() + validation, epoch + 1,
+                                 [*times, train_seconds + validation])
+        self._set_epochs(distributed.all_max(self.group, planned if self.group.is_main else 0))
+
+    def _set_epochs(self, epochs: int) -> None:
+        if epochs == self.config.epochs:
+            return
+        self.config.epochs = epochs
+        if self.ema is not None:
+            self.ema.set_length(epochs * len(self.train_loader))
+        if self.group.is_main:  # args.json holds the plan: --resume continues it
+            write_json_atomic(self.run_dir / "args.json", asdict(self.config), overwrite=True, indent=1)
+            self.on_event("message", text=f"--time {self.config.time:g} h: {epochs} epochs planned "
+                                          f"({self.spent_seconds() / 60:.1f} min spent)")
 
     def _keep_position(self, step: int, sums: dict, images_seen: int, seconds: float, lr: float) -> None:
         self.state.step = step
@@ -528,9 +585,10 @@ class Trainer:
         return scores()
 
     def _inference_copy(self) -> torch.nn.Module:
-        """A copy of the model for inference (its settings and CPU kernel pinning stay off the
-        model being trained), with best.pt's precision: fp16-rounded under --fp16-weights."""
-        model = copy.deepcopy(self.bare_model).eval()
+        """A copy for inference of what best.pt would hold (the model, or its average under --ema;
+        inference settings and CPU kernel pinning stay off the model being trained), with
+        best.pt's precision: fp16-rounded under --fp16-weights."""
+        model = copy.deepcopy(self.ema.module if self.ema is not None else self.bare_model).eval()
         if self.config.fp16_weights:
             with torch.no_grad():
                 for tensor in model.state_dict().values():
@@ -601,8 +659,9 @@ class Trainer:
                            metrics=metrics)
 
     def _save(self, improved: bool) -> None:
+        self.state.seconds = self.spent_seconds()
         save_run_weights(self.run_dir / "weights", self.bare_model, self._record(), self.optimizer, self.scaler,
-                         self.state, self.rank_rngs, best=improved, fp16_best=self.config.fp16_weights)
+                         self.state, self.rank_rngs, best=improved, fp16_best=self.config.fp16_weights, ema=self.ema)
 
     def _summary_data(self, stopped_early: bool) -> dict:
         return {"run_dir": str(self.run_dir), "epochs_done": self.state.epoch, "best_epoch": self.state.best_epoch,
