@@ -52,6 +52,7 @@ def check_options(values: dict[str, float | None]) -> None:
 class Optimizer(str, Enum):
     sgd = "sgd"
     adamw = "adamw"
+    auto = "auto"
 
 
 SHORT = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask", "loss_objectness": "obj",
@@ -258,7 +259,7 @@ def train(
     batch: Annotated[int, typer.Option("--batch", help="Images per step (per process when distributed).")] = 4,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Short side the model sees (default: the model's).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 0.02 SGD, 0.001 AdamW).")] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option("--optimizer", help="sgd (instance default) or adamw (semantic default).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option("--optimizer", help="sgd (instance default), adamw (semantic default), or auto: AdamW at 0.002 x 5 / (4 + classes), as Ultralytics picks for short runs.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     init: Annotated[str, typer.Option("--init", help="scratch, imagenet (backbone), coco (whole model), or a segcli checkpoint: copy every weight that fits (e.g. a Mask R-CNN's backbone into a PSPNet).")] = "scratch",
@@ -278,6 +279,7 @@ def train(
     aux: Annotated[bool, typer.Option("--aux", help="Semantic: add the auxiliary head loss.")] = False,
     fp16_weights: Annotated[bool, typer.Option("--fp16-weights", help="Store best.pt in fp16 (half the size).")] = False,
     time_budget: Annotated[float | None, typer.Option("--time", help="Hours: plan the epochs from measured speed to finish in this time (--epochs is then only the first guess).")] = None,
+    mosaic: Annotated[bool | None, typer.Option("--mosaic/--no-mosaic", help="Instance: four training images in one (off for the last tenth of the epochs) (default: off).", show_default=False)] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Validate and save (best.pt) an exponential moving average of the weights (default: off).", show_default=False)] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", help="Architecture argument KEY=VALUE (repeatable; `segcli models --args` lists them), e.g. backbone_layers=3.")] = None,
 ) -> None:
@@ -315,7 +317,7 @@ def train(
                     workers=workers, device=device, init=init, out=_s(out), name=name, seed=seed,
                     patience=patience, val_every=val_every, label_attr=label_attr, category=category, aux=aux,
                     fp16_weights=fp16_weights, model_args=_model_args(model_arg), time=time_budget,
-                    **({} if ema is None else {"ema": ema}))
+                    **{k: v for k, v in {"ema": ema, "mosaic": mosaic}.items() if v is not None})
                 trainer = Trainer.new(config, printer)
             trainer.run()
         except RunFinished as finished:  # nothing to do is not an error: exit 0, nothing written

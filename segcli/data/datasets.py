@@ -22,6 +22,7 @@ from torch.utils.data import Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segcli.data.mosaic import mosaic
 from segcli.data.targets import class_index, instance_target, semantic_target
 from segcli.fileio import not_regular_problem
 from segcli.formats.images import decode_image
@@ -114,19 +115,40 @@ class InstanceDataset(SegmentationDataset):
         super().__init__(dataset, ledger, train, classes)
         steps = [v2.RandomHorizontalFlip(), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)] if train else []
         self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes()])
+        self.mosaic = False  # set by the trainer per epoch (--mosaic, off for the last epochs)
 
-    def __getitem__(self, index: int):
+    def _pixels_and_target(self, index: int) -> tuple[np.ndarray | None, dict | None]:
         record = self.records[index]
         pixels = read_rgb(record)
         if pixels is None:
+            return None, None
+        return pixels, instance_target(self.objects[index], self.classes, record.height, record.width)
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        pixels, target = self._pixels_and_target(index)
+        if pixels is None:
             return None, record.file_name
-        target = instance_target(self.objects[index], self.classes, record.height, record.width)
-        size = (record.height, record.width)
+        if self.train and self.mosaic and len(self) > 1:
+            pixels, target = self._mosaic(index, pixels, target)
+        size = pixels.shape[:2]
         sample = {"boxes": tv_tensors.BoundingBoxes(torch.from_numpy(target["boxes"]), format="XYXY", canvas_size=size),
                   "masks": tv_tensors.Mask(torch.from_numpy(target["masks"])),
                   "labels": torch.from_numpy(target["labels"])}
         image, sample = self.augment(index, tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1)), sample)
         return image.as_subclass(torch.Tensor), {k: v.as_subclass(torch.Tensor) for k, v in sample.items()}, index
+
+    def _mosaic(self, index: int, pixels: np.ndarray, target: dict) -> tuple[np.ndarray, dict]:
+        """This image and three others drawn by (seed, epoch, index), as one (``data.mosaic``); an
+        image that no longer decodes leaves this one as it is."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        tiles = [(pixels, target)]
+        for other in rng.choice(len(self), size=3, replace=len(self) < 4):
+            tile = self._pixels_and_target(int(other))
+            if tile[0] is None:
+                return pixels, target
+            tiles.append(tile)
+        return mosaic(tiles, rng)
 
 
 class SemanticDataset(SegmentationDataset):

@@ -104,6 +104,7 @@ class TrainConfig:
     fp16_weights: bool = False
     ema: bool = False  # validate and save an exponential moving average of the weights (train/ema.py)
     time: float | None = None  # hours: plan the epochs to finish in this time (train/budget.py)
+    mosaic: bool = False  # instance: four images in one (data/mosaic.py), off for the last tenth of the epochs
     model_args: dict = field(default_factory=dict)  # further architecture arguments, e.g. backbone_layers
 
     def __post_init__(self) -> None:
@@ -113,9 +114,10 @@ class TrainConfig:
         if task_of(self.model) != self.task:
             raise SegcliError(f"--model {self.model} is {with_article(task_of(self.model))} model but --task is {self.task}")
         self.optimizer = self.optimizer or ("sgd" if self.task == "instance" else "adamw")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise SegcliError(f"unknown --optimizer {self.optimizer!r} (sgd or adamw)")
-        self.lr = self.lr or (0.02 if self.optimizer == "sgd" else 1e-3)
+        if self.optimizer not in ("sgd", "adamw", "auto"):
+            raise SegcliError(f"unknown --optimizer {self.optimizer!r} (sgd, adamw or auto)")
+        if self.optimizer != "auto":  # auto: AdamW at a rate fitted to the classes (Trainer)
+            self.lr = self.lr or (0.02 if self.optimizer == "sgd" else 1e-3)
         for name in ("epochs", "batch", "val_every"):
             if getattr(self, name) < 1:
                 raise SegcliError(f"--{name.replace('_', '-')} must be at least 1")
@@ -293,6 +295,10 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
+        if self.config.optimizer == "auto":
+            # Ultralytics' choice for runs under 10,000 steps: AdamW at 0.002 * 5 / (4 + classes)
+            self.config.optimizer = "adamw"
+            self.config.lr = self.config.lr or round(0.002 * 5 / (4 + len(self.categories)), 6)
         if self.config.optimizer == "sgd":
             return torch.optim.SGD(parameters, lr=self.config.lr, momentum=0.9, weight_decay=self.config.weight_decay)
         return torch.optim.AdamW(parameters, lr=self.config.lr, weight_decay=self.config.weight_decay)
@@ -446,6 +452,8 @@ class Trainer:
         self.train_loader.batch_sampler.set_epoch(epoch)
         self.train_loader.generator.manual_seed(config.seed * 1000 + epoch)
         self.train_data.seed, self.train_data.epoch = config.seed, epoch
+        if config.task == "instance":  # the last epochs see whole images, as validation and predict do
+            self.train_data.mosaic = config.mosaic and epoch < config.epochs - max(1, config.epochs // 10)
         # resuming in the middle of this epoch: leave out the batches done, carry on its sums
         first = self.state.step if epoch == self.state.epoch else 0
         partial = self.state.partial if first else {}
