@@ -99,3 +99,14 @@ def direct_cocoeval(gt_path, results, iou_type: str) -> list[float]:
         evaluator.accumulate()
         evaluator.summarize()
     return [float(v) for v in evaluator.stats]
+
+
+def small_train_val(root: Path, train_images: int = 8) -> Path:
+    """``root/train`` and ``root/val`` (2 images) of generated 128x96 shapes with coco.json: a
+    training run of a few seconds; returns ``root``."""
+    from segcli.data.synthetic import generate_shapes_dataset
+
+    generate_shapes_dataset(root / "train", train_images, seed=7, coco=True, sizes=((128, 96),))
+    generate_shapes_dataset(root / "val", 2, seed=8, coco=True, sizes=((128, 96),))
+    return root
+

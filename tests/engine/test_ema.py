@@ -9,12 +9,12 @@ import signal
 import pytest
 import torch
 
-from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.core.interrupt import Interrupted
 from segcli.engine.eval.run import EvalOptions, run_eval
 from segcli.engine.train.ema import ModelEMA, averaging_window
 from segcli.engine.train.trainer import TrainConfig, Trainer
 from segcli.models.checkpoint import read_checkpoint
+from tests.helpers import small_train_val
 
 
 def test_the_average_follows_the_formula_and_copies_integer_buffers():
@@ -47,10 +47,7 @@ def test_the_window_is_a_share_of_the_run_within_bounds():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ema_data")
-    generate_shapes_dataset(root / "train", 8, seed=7, coco=True, sizes=((128, 96),))
-    generate_shapes_dataset(root / "val", 2, seed=8, coco=True, sizes=((128, 96),))
-    return root
+    return small_train_val(tmp_path_factory.mktemp("ema_data"))
 
 
 def _config(data, out, name) -> TrainConfig:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from segcli.data.mosaic import MIN_PIXELS, mosaic
-from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.train.metrics_csv import read_metrics_csv
 from segcli.engine.train.trainer import TrainConfig, Trainer
+from tests.helpers import small_train_val
 
 
 def _tile(height: int, width: int, value: int, square: tuple[int, int, int, int]) -> tuple[np.ndarray, dict]:
@@ -52,10 +52,7 @@ def test_a_sliver_left_of_an_object_is_dropped():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mosaic_data")
-    generate_shapes_dataset(root / "train", 6, seed=7, coco=True, sizes=((128, 96),))
-    generate_shapes_dataset(root / "val", 2, seed=8, coco=True, sizes=((128, 96),))
-    return root
+    return small_train_val(tmp_path_factory.mktemp("mosaic_data"), 6)
 
 
 def test_mosaic_items_are_reproducible_and_stop_for_the_last_epochs(data, tmp_path):

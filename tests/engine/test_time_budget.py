@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.train.budget import first_plan, planned_epochs
 from segcli.engine.train.metrics_csv import read_metrics_csv
 from segcli.engine.train.trainer import TrainConfig, Trainer
 from segcli.errors import SegcliError
+from tests.helpers import small_train_val
 
 BUDGET_SECONDS = 20.0
 
@@ -34,8 +34,7 @@ def test_a_budget_that_is_not_a_positive_number_is_refused():
 
 
 def test_a_run_with_a_time_budget_ends_on_time_at_the_end_of_its_schedule(tmp_path):
-    generate_shapes_dataset(tmp_path / "train", 8, seed=7, coco=True, sizes=((128, 96),))
-    generate_shapes_dataset(tmp_path / "val", 2, seed=8, coco=True, sizes=((128, 96),))
+    small_train_val(tmp_path)
     config = TrainConfig(train=str(tmp_path / "train" / "coco.json"), val=str(tmp_path / "val" / "coco.json"),
                          task="semantic", model="pspnet_mobilenet_v3_large", epochs=2, batch=2, imgsz=96,
                          workers=0, out=str(tmp_path / "runs"), name="run", time=BUDGET_SECONDS / 3600)
