@@ -385,6 +385,9 @@ class Trainer:
                 self.state.epoch_seconds.append(time.monotonic() - epoch_began)
                 if self.group.is_main:
                     stop = self._end_epoch(epoch, row)
+                # the epoch's time includes its saves and plots, which --time must plan for too
+                # (last.pt, written in _end_epoch, holds the time without them)
+                self.state.epoch_seconds[-1] = time.monotonic() - epoch_began
                 stop = distributed.broadcast_flag(self.group, stop)
                 if stop:
                     break
