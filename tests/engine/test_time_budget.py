@@ -20,11 +20,15 @@ BUDGET_SECONDS = 20.0
 
 def test_the_plan_fills_the_budget_left_at_the_recent_speed():
     assert planned_epochs(100, 30, 3, [10, 10, 10]) == 10  # 70 s left: 7 more epochs of 10 s
-    assert planned_epochs(100, 30, 3, [50, 10, 14]) == 6  # the last three: 24.7 s an epoch, 70 s left
-    assert planned_epochs(100, 30, 3, [4, 14, 14, 14]) == 8  # an epoch that got slower counts, older ones drop
+    assert planned_epochs(100, 30, 3, [50, 10, 14]) == 8  # the first epoch's start-up does not count: 12 s, 5 more
+    assert planned_epochs(100, 30, 3, [10, 18, 19]) == 6  # 18.5 s an epoch: 3 whole ones fit
+    assert planned_epochs(100, 30, 3, [10, 18, 19], current=7) == 7  # keeping 7 ends at 104 s: kept
+    assert planned_epochs(100, 30, 3, [10, 18, 19], current=8) == 6  # 122.5 s: cut
+    assert planned_epochs(100, 30, 3, [10, 10, 10], current=5) == 10  # longer when time is left
+    assert planned_epochs(300, 100, 14, [1, 4, 4, 4] + [14] * 10) == 28  # slower for 10 epochs: older ones drop
     assert planned_epochs(100, 120, 3, [10]) == 3  # over budget: stop with the epochs done
     assert planned_epochs(5, 0, 0, [60]) == 1  # at least one epoch
-    assert first_plan(100, 5, step_seconds=0.5, steps_per_epoch=20) == 9  # 11 s an epoch, validation guessed
+    assert first_plan(100, 5, step_seconds=0.5, steps_per_epoch=20) == 8  # 11 s an epoch, validation guessed: 8.6
 
 
 def test_a_budget_that_is_not_a_positive_number_is_refused():

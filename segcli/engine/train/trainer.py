@@ -539,7 +539,7 @@ class Trainer:
         validation = times[-1] - self.last_train_seconds if times and self.last_train_seconds else 0.1 * train_seconds
         self.last_train_seconds = train_seconds
         planned = planned_epochs(self.config.time * 3600, self.spent_seconds() + validation, epoch + 1,
-                                 [*times, train_seconds + validation])
+                                 [*times, train_seconds + validation], current=self.config.epochs)
         self._set_epochs(distributed.all_max(self.group, planned if self.group.is_main else 0))
 
     def _set_epochs(self, epochs: int) -> None:
