@@ -280,6 +280,7 @@ def train(
     fp16_weights: Annotated[bool, typer.Option("--fp16-weights", help="Store best.pt in fp16 (half the size).")] = False,
     time_budget: Annotated[float | None, typer.Option("--time", help="Hours: plan the epochs from measured speed to finish in this time (--epochs is then only the first guess).")] = None,
     mosaic: Annotated[bool | None, typer.Option("--mosaic/--no-mosaic", help="Instance: four training images in one (off for the last tenth of the epochs) (default: off).", show_default=False)] = None,
+    copy_paste: Annotated[bool | None, typer.Option("--copy-paste/--no-copy-paste", help="Instance: paste objects of another training image onto each image (off for the last tenth of the epochs) (default: off).", show_default=False)] = None,
     ema: Annotated[bool | None, typer.Option("--ema/--no-ema", help="Validate and save (best.pt) an exponential moving average of the weights (default: off).", show_default=False)] = None,
     model_arg: Annotated[list[str] | None, typer.Option("--model-arg", help="Architecture argument KEY=VALUE (repeatable; `segcli models --args` lists them), e.g. backbone_layers=3.")] = None,
 ) -> None:
@@ -317,7 +318,7 @@ def train(
                     workers=workers, device=device, init=init, out=_s(out), name=name, seed=seed,
                     patience=patience, val_every=val_every, label_attr=label_attr, category=category, aux=aux,
                     fp16_weights=fp16_weights, model_args=_model_args(model_arg), time=time_budget,
-                    **{k: v for k, v in {"ema": ema, "mosaic": mosaic}.items() if v is not None})
+                    **{k: v for k, v in {"ema": ema, "mosaic": mosaic, "copy_paste": copy_paste}.items() if v is not None})
                 trainer = Trainer.new(config, printer)
             trainer.run()
         except RunFinished as finished:  # nothing to do is not an error: exit 0, nothing written

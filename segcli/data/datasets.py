@@ -22,6 +22,7 @@ from torch.utils.data import Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segcli.data.copy_paste import copy_paste
 from segcli.data.mosaic import mosaic
 from segcli.data.targets import class_index, instance_target, semantic_target
 from segcli.fileio import not_regular_problem
@@ -116,6 +117,7 @@ class InstanceDataset(SegmentationDataset):
         steps = [v2.RandomHorizontalFlip(), v2.ColorJitter(0.2, 0.2, 0.2, 0.02)] if train else []
         self.transform = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes()])
         self.mosaic = False  # set by the trainer per epoch (--mosaic, off for the last epochs)
+        self.copy_paste = False  # likewise (--copy-paste)
 
     def _pixels_and_target(self, index: int) -> tuple[np.ndarray | None, dict | None]:
         record = self.records[index]
@@ -131,6 +133,8 @@ class InstanceDataset(SegmentationDataset):
             return None, record.file_name
         if self.train and self.mosaic and len(self) > 1:
             pixels, target = self._mosaic(index, pixels, target)
+        if self.train and self.copy_paste and len(self) > 1:
+            pixels, target = self._copy_paste(index, pixels, target)
         size = pixels.shape[:2]
         sample = {"boxes": tv_tensors.BoundingBoxes(torch.from_numpy(target["boxes"]), format="XYXY", canvas_size=size),
                   "masks": tv_tensors.Mask(torch.from_numpy(target["masks"])),
@@ -149,6 +153,16 @@ class InstanceDataset(SegmentationDataset):
                 return pixels, target
             tiles.append(tile)
         return mosaic(tiles, rng)
+
+    def _copy_paste(self, index: int, pixels: np.ndarray, target: dict) -> tuple[np.ndarray, dict]:
+        """Objects of another image drawn by (seed, epoch, index) pasted onto this one (or onto its
+        mosaic; ``data.copy_paste``); an image that no longer decodes leaves this one as it is."""
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])  # a stream of its own, not mosaic's
+        other = int(rng.integers(len(self) - 1))
+        source_pixels, source_target = self._pixels_and_target(other + (other >= index))
+        if source_pixels is None:
+            return pixels, target
+        return copy_paste(pixels, target, source_pixels, source_target, rng)
 
 
 class SemanticDataset(SegmentationDataset):

@@ -49,10 +49,11 @@ def mosaic(tiles: list[tuple[np.ndarray, dict]], rng: np.random.Generator) -> tu
             masks.append(full)
             labels.append(label)
     stacked = np.stack(masks) if masks else np.zeros((0, canvas_h, canvas_w), dtype=np.uint8)
-    return canvas, {"boxes": _mask_boxes(stacked), "labels": np.array(labels, dtype=np.int64), "masks": stacked}
+    return canvas, {"boxes": mask_boxes(stacked), "labels": np.array(labels, dtype=np.int64), "masks": stacked}
 
 
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """float32 [N, 4] boxes (x1, y1, x2, y2, pixel edges) of uint8 [N, H, W] masks, none empty."""
     boxes = np.zeros((len(masks), 4), dtype=np.float32)
     for k, mask in enumerate(masks):
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))

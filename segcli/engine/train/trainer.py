@@ -105,6 +105,7 @@ class TrainConfig:
     ema: bool = False  # validate and save an exponential moving average of the weights (train/ema.py)
     time: float | None = None  # hours: plan the epochs to finish in this time (train/budget.py)
     mosaic: bool = False  # instance: four images in one (data/mosaic.py), off for the last tenth of the epochs
+    copy_paste: bool = False  # instance: objects of another image pasted on (data/copy_paste.py), off as mosaic
     model_args: dict = field(default_factory=dict)  # further architecture arguments, e.g. backbone_layers
 
     def __post_init__(self) -> None:
@@ -127,6 +128,11 @@ class TrainConfig:
             raise SegcliError("--workers and --patience must be >= 0")
         if self.time is not None and not (math.isfinite(self.time) and self.time > 0):
             raise SegcliError(f"--time {self.time}: expected a number of hours > 0")
+
+    def mixes_images(self, epoch: int) -> bool:
+        """Whether --mosaic and --copy-paste may act in ``epoch`` (from 0): in all but the last
+        tenth of the epochs (at least the last one), so the model ends on whole images."""
+        return epoch < self.epochs - max(1, self.epochs // 10)
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -456,7 +462,8 @@ class Trainer:
         self.train_loader.generator.manual_seed(config.seed * 1000 + epoch)
         self.train_data.seed, self.train_data.epoch = config.seed, epoch
         if config.task == "instance":  # the last epochs see whole images, as validation and predict do
-            self.train_data.mosaic = config.mosaic and epoch < config.epochs - max(1, config.epochs // 10)
+            self.train_data.mosaic = config.mosaic and config.mixes_images(epoch)
+            self.train_data.copy_paste = config.copy_paste and config.mixes_images(epoch)
         # resuming in the middle of this epoch: leave out the batches done, carry on its sums
         first = self.state.step if epoch == self.state.epoch else 0
         partial = self.state.partial if first else {}
