@@ -208,6 +208,8 @@ ARG_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "score_thresh": _fraction, "light_heads": _one_of(True, False), "fpn_layers": _one_of(3, 4),
     "aux": _one_of(True, False), "output_stride": _one_of(8, 16, 32), "bins": _int_list(1, 64),
     "ppm_channels": _optional(_int_in(1, 4096)), "backbone_layers": _one_of(3, 4),
+    "fpn_channels": _int_in(8, 1024), "head_channels": _int_in(8, 1024), "prototypes": _int_in(1, 256),
+    "pre_nms_top_n": _int_in(1, 100_000), "nms_thresh": _fraction,
 }
 # read with a default by the builders, so a checkpoint of an older segcli may lack them
 OPTIONAL_ARGS = {"fpn_layers", "backbone_layers"}

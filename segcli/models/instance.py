@@ -1,4 +1,5 @@
-"""Mask R-CNN builders (torchvision) by backbone, with heads sized for the dataset.
+"""Instance models by name: Mask R-CNN builders (torchvision) by backbone, with heads sized for
+the dataset, and the one-stage ``yolact_*`` models (``segcli.models.onestage``).
 
 Names: ``maskrcnn_resnet50_fpn`` and ``maskrcnn_resnet50_fpn_v2`` (torchvision's own builders),
 ``maskrcnn_resnet18_fpn``, ``maskrcnn_resnet34_fpn`` and ``maskrcnn_mobilenet_v3_large_fpn``
@@ -30,10 +31,12 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from segcli.models.onestage import ONESTAGE_MODELS, OneStageSegmenter, build_onestage_model, onestage_args
 from segcli.models.pretrained import backbone_weights, model_weights
 
-INSTANCE_MODELS = ("maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_mobilenet_v3_large_fpn",
+MASKRCNN_MODELS = ("maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_mobilenet_v3_large_fpn",
                    "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+INSTANCE_MODELS = MASKRCNN_MODELS + ONESTAGE_MODELS
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     # ResNet-18 stops at layer3 (FPN strides 4-16 plus a pooled 32): layer4 holds 8.4M of the
@@ -50,8 +53,9 @@ FULL = {"fpn_channels": 256, "box_representation": 1024, "mask_layers": (256, 25
 
 def instance_args(name: str, num_classes: int, **overrides: Any) -> dict[str, Any]:
     """The full, JSON-able argument set of an instance model (defaults + overrides)."""
-    args = {"num_classes": num_classes, "anchor_sizes": None, "rpn_post_nms_top_n_test": 1000,
-            "detections_per_img": 100, "score_thresh": 0.05, **DEFAULTS[name]}
+    own = onestage_args(name) if name in ONESTAGE_MODELS else \
+        {"anchor_sizes": None, "rpn_post_nms_top_n_test": 1000, **DEFAULTS[name]}
+    args = {"num_classes": num_classes, "detections_per_img": 100, "score_thresh": 0.05, **own}
     unknown = set(overrides) - set(args)
     if unknown:
         raise TypeError(f"unknown arguments for {name}: {', '.join(sorted(unknown))}")
@@ -59,8 +63,10 @@ def instance_args(name: str, num_classes: int, **overrides: Any) -> dict[str, An
     return args
 
 
-def build_instance_model(name: str, args: dict[str, Any], init: str = "scratch") -> MaskRCNN:
-    """Build Mask R-CNN ``name`` with ``args`` (from ``instance_args``)."""
+def build_instance_model(name: str, args: dict[str, Any], init: str = "scratch") -> MaskRCNN | OneStageSegmenter:
+    """Build instance model ``name`` with ``args`` (from ``instance_args``)."""
+    if name in ONESTAGE_MODELS:
+        return build_onestage_model(name, args, init, _resnet_fpn)
     common = {"min_size": args["min_size"], "max_size": args["max_size"],
               "rpn_post_nms_top_n_test": args["rpn_post_nms_top_n_test"],
               "box_detections_per_img": args["detections_per_img"], "box_score_thresh": args["score_thresh"]}
@@ -150,17 +156,17 @@ def _mobilenet_fpn(init: str, channels: int) -> BackboneWithFPN:
     return BackboneWithFPN(features, return_layers, in_channels, channels, extra_blocks=LastLevelMaxPool())
 
 
-def configure_inference(model: MaskRCNN, score_thresh: float | None = None, detections_per_img: int | None = None,
-                        nms_thresh: float | None = None, min_size: int | None = None,
-                        max_size: int | None = None) -> MaskRCNN:
-    """Set a Mask R-CNN's inference settings, the one place they are set (predict, eval and
+def configure_inference(model: MaskRCNN | OneStageSegmenter, score_thresh: float | None = None,
+                        detections_per_img: int | None = None, nms_thresh: float | None = None,
+                        min_size: int | None = None, max_size: int | None = None) -> MaskRCNN | OneStageSegmenter:
+    """Set an instance model's inference settings, the one place they are set (predict, eval and
     training validation all come here); None leaves a setting as it is.
 
-    The score threshold and detection cap go into the RoI heads, so boxes the user would discard
-    never reach the mask head (most of the CPU cost of an unsure model); ``nms_thresh`` is the
-    RoI heads' class-wise NMS IoU; ``min_size``/``max_size`` are the short-side target and the
-    long-side cap of the model's own resize."""
-    heads, transform = model.roi_heads, model.transform
+    In Mask R-CNN the score threshold and detection cap go into the RoI heads, so boxes the user
+    would discard never reach the mask head (most of the CPU cost of an unsure model);
+    ``nms_thresh`` is the class-wise NMS IoU; ``min_size``/``max_size`` are the short-side target
+    and the long-side cap of the model's own resize."""
+    heads, transform = inference_settings(model), model.transform
     if score_thresh is not None:
         heads.score_thresh = float(score_thresh)
     if detections_per_img is not None:
@@ -172,6 +178,11 @@ def configure_inference(model: MaskRCNN, score_thresh: float | None = None, dete
     if max_size is not None:
         transform.max_size = int(max_size)
     return model
+
+
+def inference_settings(model: MaskRCNN | OneStageSegmenter) -> Any:
+    """Where an instance model keeps score_thresh, nms_thresh and detections_per_img."""
+    return model.roi_heads if isinstance(model, MaskRCNN) else model
 
 
 def instance_loss(loss_dict: dict[str, torch.Tensor]) -> torch.Tensor:

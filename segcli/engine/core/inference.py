@@ -49,7 +49,7 @@ from segcli.formats.images import (IMAGE_SUFFIXES, decode_image, files_inside, m
 from segcli.models.checkpoint import load_checkpoint
 from segcli.models.defaults import PREDICT_CONF
 from segcli.models.device import inference_context, select_device
-from segcli.models.instance import configure_inference
+from segcli.models.instance import configure_inference, inference_settings
 
 # MKL's GEMM (the box head's big matrix product) otherwise splits its work by the thread count,
 # which changed the last bits of the results between --procs 1 (N threads) and --procs N (one
@@ -406,7 +406,7 @@ class Predictor:
         result = ImagePrediction(relative_name(path, root), path, width, height, rles=[],
                                  pixels=image.permute(1, 2, 0).numpy())
         keep = merge_tile_detections(torch.stack(boxes).float(), torch.stack(scores).float(), torch.stack(labels),
-                                     torch.tensor(cut), float(self.model.roi_heads.nms_thresh)) if boxes else []
+                                     torch.tensor(cut), float(inference_settings(self.model).nms_thresh)) if boxes else []
         keep = keep[:self.max_det]
         canvas = np.zeros((height, width), dtype=np.uint8)
         for k in keep:  # one full-size mask at a time: a huge image never holds K of them
