@@ -2,8 +2,8 @@
 on an anchor-free detector, as YOLACT (Bolya et al., 2019) and YOLOv8-seg build it.
 
 Names: ``yolact_resnet18_fpn`` and ``yolact_resnet34_fpn``. The backbone is the Mask R-CNN one
-(ResNet body and FPN, strides 4-16 plus a pooled 32), so ``--init`` from a Mask R-CNN checkpoint
-copies it. A small head on each of the strides 8, 16 and 32 predicts, at every point of its grid,
+(ResNet body and FPN, strides 4-16 plus a pooled 32, with 64 channels), so ``--init`` from a
+Mask R-CNN checkpoint copies its ResNet body. A small head on each of the strides 8, 16 and 32 predicts, at every point of its grid,
 class scores, the distances from the point to the four sides of its object's box, and
 ``prototypes`` mask coefficients; a prototype network on the stride-4 map predicts that many
 masks for the whole image. An object's mask is the sigmoid of its coefficients times the

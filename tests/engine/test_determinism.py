@@ -31,6 +31,7 @@ def _same(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("task, options", [
     ("instance", {"imgsz": 96, "epochs": 2, "warmup_iters": 2}),
+    ("instance", {"model": "yolact_resnet18_fpn", "imgsz": 96, "epochs": 2, "warmup_iters": 2}),
     ("semantic", {"model": "pspnet_mobilenet_v3_large", "imgsz": 96, "epochs": 2}),
 ])
 def test_same_seed_same_weights_whatever_the_workers(tiny_data, tmp_path, task, options):
