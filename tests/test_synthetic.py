@@ -152,3 +152,52 @@ def test_bad_arguments_raise(tmp_path, kwargs):
     args = {"num_images": 1, "seed": 0, **kwargs}
     with pytest.raises(SegcliError):
         generate_shapes_dataset(tmp_path, **args)
+
+
+def test_varied_images_are_reproducible_and_not_the_plain_ones(tmp_path):
+    generate_shapes_dataset(tmp_path / "a", 6, seed=4, varied=True)
+    generate_shapes_dataset(tmp_path / "b", 6, seed=4, varied=True)
+    generate_shapes_dataset(tmp_path / "plain", 6, seed=4)
+    varied = read_tree(tmp_path / "a")
+    assert varied == read_tree(tmp_path / "b")
+    plain = read_tree(tmp_path / "plain")
+    assert all(varied[name] != plain[name] for name in varied if name.endswith(".png"))
+
+
+def test_varied_set_has_what_the_plain_one_lacks(tmp_path):
+    """Images without objects, crowded images, objects of 10-20 px, flat backgrounds."""
+    generate_shapes_dataset(tmp_path, 60, seed=12, coco=True, varied=True)
+    coco = json.loads((tmp_path / "coco.json").read_text(encoding="utf-8"))
+    per_image = Counter(annotation["image_id"] for annotation in coco["annotations"])
+    counts = [per_image[image["id"]] for image in coco["images"]]
+    assert counts.count(0) >= 2 and max(counts) >= 7
+    sides = [max(annotation["bbox"][2:]) for annotation in coco["annotations"]]
+    assert sum(side < 20 for side in sides) >= 10 and max(sides) > 100
+    spreads = [load_rgb(tmp_path / image["file_name"]).reshape(-1, 3).std(axis=0).mean()
+               for image in coco["images"]]
+    assert min(spreads) < 20 < max(spreads)  # flat-ish and busy backgrounds
+
+
+def test_varied_objects_are_whole_visible_and_distinct_from_their_surroundings():
+    """Each annotation is one simply connected part that keeps >= 25 % of its object, parts do
+    not overlap, and (for objects of 200+ px) the image inside differs from the ring around it,
+    even with transparency, low contrast, blur and noise."""
+    from segcli.data.synthetic import VARIED, is_simple_region, render_image
+
+    rng = np.random.default_rng(3)
+    differences = []
+    for _ in range(25):
+        image, objects = render_image(rng, 320, 240, VARIED)
+        covered = np.zeros(image.shape[:2], bool)
+        for obj in objects:
+            assert is_simple_region(obj.visible)
+            assert obj.visible.sum() >= 0.25 * obj.full_area
+            assert not (covered & obj.visible).any()
+            covered |= obj.visible
+            if obj.visible.sum() >= 200:
+                inner = cv2.erode(obj.visible.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+                ring = cv2.dilate(obj.visible.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~covered
+                if inner.sum() >= 50 and ring.sum() >= 50:
+                    differences.append(np.abs(image[inner].mean(0) - image[ring].mean(0)).mean())
+    assert len(differences) >= 40
+    assert min(differences) > 15 and np.percentile(differences, 10) > 30

@@ -41,6 +41,33 @@ MIN_IMAGE_SIDE = 32
 POLYGON_EPSILON = 0.5
 
 
+@dataclass(frozen=True)
+class Variety:
+    """How varied the rendered images are; ``PLAIN`` is the original generator, ``VARIED`` the
+    harder one (see the module docstring)."""
+
+    max_objects: int = MAX_OBJECTS
+    min_objects: int = 1
+    min_size: float = MIN_OBJECT_SIZE
+    log_sizes: bool = False
+    min_visible_fraction: float = MIN_VISIBLE_FRACTION
+    low_contrast_share: float = 0.0
+    low_contrast: float = 25.0
+    transparent_share: float = 0.0
+    min_opacity: float = 0.6
+    backgrounds: tuple[str, ...] = ("gradient",)
+    noise_sigma: tuple[float, float] = (NOISE_SIGMA, NOISE_SIGMA)
+    blur_share: float = 0.0
+    max_blur_sigma: float = 1.5
+
+
+PLAIN = Variety()
+VARIED = Variety(max_objects=8, min_objects=0, min_size=10.0, log_sizes=True, min_visible_fraction=0.25,
+                 low_contrast_share=0.25, transparent_share=0.35,
+                 backgrounds=("gradient", "flat", "texture", "texture_lines"),
+                 noise_sigma=(1.0, 14.0), blur_share=0.5)
+
+
 @dataclass
 class ShapeObject:
     """One drawn object.
@@ -60,7 +87,7 @@ class ShapeObject:
 
 def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
                             sizes: Sequence[tuple[int, int]] = ((320, 240),),
-                            coco: bool = False, image_format: str = "png") -> Path:
+                            coco: bool = False, image_format: str = "png", varied: bool = False) -> Path:
     """Write a synthetic shapes dataset: PNG images, a VIA 2 project and optionally COCO JSON.
 
     Args:
@@ -73,6 +100,7 @@ def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
         coco: also write COCO instances JSON (polygon segmentation, pycocotools area and bbox).
         image_format: "png" (lossless) or "jpg" (quality 92, about 6x smaller; the committed
             examples use it).
+        varied: draw the harder, more varied images (``VARIED``; some images have no object).
 
     Returns:
         The path of ``via_project.json``.
@@ -85,7 +113,8 @@ def generate_shapes_dataset(out_dir: Path, num_images: int, seed: int, *,
     rng = np.random.default_rng(seed)
     if image_format not in ("png", "jpg"):
         raise SegcliError(f"image format must be png or jpg, got {image_format!r}")
-    records = [write_image(rng, out_dir, index, sizes, image_format) for index in range(num_images)]
+    variety = VARIED if varied else PLAIN
+    records = [write_image(rng, out_dir, index, sizes, image_format, variety) for index in range(num_images)]
     via_path = out_dir / "via_project.json"
     write_json_atomic(via_path, build_via_project(records), overwrite=True)
     if coco:
@@ -107,10 +136,10 @@ def check_sizes(sizes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def write_image(rng: np.random.Generator, out_dir: Path, index: int,
-                sizes: list[tuple[int, int]], image_format: str = "png") -> dict:
+                sizes: list[tuple[int, int]], image_format: str = "png", variety: Variety = PLAIN) -> dict:
     """Render image ``index``, save it (PNG or JPEG) and return its record (file, size, instances)."""
     width, height = sizes[int(rng.integers(len(sizes)))] if len(sizes) > 1 else sizes[0]
-    image, objects = render_image(rng, width, height)
+    image, objects = render_image(rng, width, height, variety)
     filename = f"images/{index:06d}.{image_format}"
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if image_format == "jpg" else []
     ok, png = cv2.imencode(f".{image_format}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
@@ -122,31 +151,37 @@ def write_image(rng: np.random.Generator, out_dir: Path, index: int,
             "instances": instances}
 
 
-def render_image(rng: np.random.Generator, width: int, height: int
+def render_image(rng: np.random.Generator, width: int, height: int, variety: Variety = PLAIN
                  ) -> tuple[np.ndarray, list[ShapeObject]]:
-    """Draw a background and 1 to 5 objects.
+    """Draw a background and ``variety.min_objects`` to ``max_objects`` objects.
 
     Returns:
         (H x W x 3 uint8 RGB image, the objects in drawing order with their visible masks).
     """
-    background = draw_background(rng, width, height)
-    image = background.copy()
+    if variety == PLAIN:  # the original draw order, so old seeds give the same files
+        background = draw_background(rng, width, height)
+    else:
+        background = draw_varied_background(rng, width, height, variety)
+    image = background.astype(np.float64) if variety != PLAIN else background.copy()
     objects: list[ShapeObject] = []
-    for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
-        placed = place_object(rng, background, objects, width, height)
+    for _ in range(int(rng.integers(variety.min_objects, variety.max_objects + 1))):
+        placed = place_object(rng, background, objects, width, height, variety)
         if placed is None:
             continue
-        obj, mask = placed
+        obj, mask, opacity = placed
         for earlier in objects:
             earlier.visible &= ~mask
-        image[mask] = obj.color
+        image[mask] = opacity * np.array(obj.color, np.float64) + (1.0 - opacity) * image[mask]
         objects.append(obj)
-    if not objects:
+    if not objects and variety.min_objects > 0:
         raise RuntimeError("could not place a single object; image too small?")
-    return image, objects
+    if variety == PLAIN:
+        return image, objects
+    return finish_varied_image(rng, image, variety), objects
 
 
-def draw_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+def draw_background(rng: np.random.Generator, width: int, height: int,
+                    noise_sigma: float = NOISE_SIGMA) -> np.ndarray:
     """Linear gradient between two random colours in a random direction, plus Gaussian noise."""
     start, end = rng.integers(0, 256, size=(2, 3)).astype(np.float64)
     angle = rng.uniform(0.0, 2.0 * np.pi)
@@ -154,37 +189,80 @@ def draw_background(rng: np.random.Generator, width: int, height: int) -> np.nda
     ramp = xs * np.cos(angle) + ys * np.sin(angle)
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-9)
     image = start + ramp[..., None] * (end - start)
-    image += rng.normal(0.0, NOISE_SIGMA, size=image.shape)
+    if noise_sigma:
+        image += rng.normal(0.0, noise_sigma, size=image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def draw_varied_background(rng: np.random.Generator, width: int, height: int, variety: Variety) -> np.ndarray:
+    """A gradient, a flat colour or a texture (a smooth random field, optionally with lines), as
+    float RGB without noise (``finish_varied_image`` adds that)."""
+    style = variety.backgrounds[int(rng.integers(len(variety.backgrounds)))]
+    if style == "gradient":
+        return draw_background(rng, width, height, noise_sigma=0.0).astype(np.float64)
+    base = rng.integers(0, 256, size=3).astype(np.float64)
+    if style == "flat":
+        return np.broadcast_to(base, (height, width, 3)).copy()
+    cells = (int(rng.integers(2, 12)), int(rng.integers(2, 12)))
+    coarse = base + rng.normal(0.0, rng.uniform(15.0, 60.0), size=(cells[1], cells[0], 3))
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    if style == "texture_lines":  # straight edges that belong to no object
+        for _ in range(int(rng.integers(2, 12))):
+            start = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            end = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            colour = tuple(float(v) for v in rng.integers(0, 256, size=3))
+            cv2.line(image, start, end, colour, int(rng.integers(1, 5)), lineType=cv2.LINE_AA)
+    return image
+
+
+def finish_varied_image(rng: np.random.Generator, image: np.ndarray, variety: Variety) -> np.ndarray:
+    """Blur (for some images) and add Gaussian noise of a random level; uint8 RGB."""
+    if rng.random() < variety.blur_share:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, variety.max_blur_sigma))
+    image = image + rng.normal(0.0, rng.uniform(*variety.noise_sigma), size=image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def place_object(rng: np.random.Generator, background: np.ndarray, objects: list[ShapeObject],
-                 width: int, height: int) -> tuple[ShapeObject, np.ndarray] | None:
-    """Sample an object that keeps every earlier one mostly visible and in one piece.
+                 width: int, height: int, variety: Variety = PLAIN
+                 ) -> tuple[ShapeObject, np.ndarray, float] | None:
+    """Sample an object that keeps every earlier one visible enough and in one piece.
 
     Returns:
-        (the object, its H x W bool mask), or None after ``MAX_TRIES`` rejected samples.
+        (the object, its H x W bool mask, its opacity), or None after ``MAX_TRIES`` rejected samples.
     """
     for _ in range(MAX_TRIES):
         category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-        mask = draw_shape_mask(rng, category, width, height)
-        if not keeps_objects_visible(mask, objects):
+        mask = draw_shape_mask(rng, category, width, height, variety)
+        if not keeps_objects_visible(mask, objects, variety.min_visible_fraction):
             continue
-        color = pick_color(rng, mask, background, objects)
+        opacity, contrast = 1.0, MIN_CONTRAST
+        if variety != PLAIN:
+            if rng.random() < variety.transparent_share:
+                opacity = rng.uniform(variety.min_opacity, 1.0)
+            if rng.random() < variety.low_contrast_share:
+                contrast = variety.low_contrast
+        color = pick_color(rng, mask, background, objects, contrast / opacity)
         if color is None:
             continue
-        return ShapeObject(category, color, int(mask.sum()), mask.copy()), mask
+        return ShapeObject(category, color, int(mask.sum()), mask.copy()), mask, opacity
     return None
 
 
-def draw_shape_mask(rng: np.random.Generator, category: str, width: int, height: int) -> np.ndarray:
+def draw_shape_mask(rng: np.random.Generator, category: str, width: int, height: int,
+                    variety: Variety = PLAIN) -> np.ndarray:
     """Rasterise one randomly sized, rotated and placed shape fully inside the image.
 
     Returns:
         H x W bool mask, as drawn by ``cv2.circle`` / ``cv2.fillPoly`` with ``LINE_8``.
     """
     limit = min(MAX_OBJECT_SIZE, min(width, height) - 1.0)
-    size = rng.uniform(MIN_OBJECT_SIZE, limit) if limit > MIN_OBJECT_SIZE else limit
+    if limit <= variety.min_size:
+        size = limit
+    elif variety.log_sizes:  # as many objects of 10-20 px as of 70-140 px
+        size = float(np.exp(rng.uniform(np.log(variety.min_size), np.log(limit))))
+    else:
+        size = rng.uniform(variety.min_size, limit)
     canvas = np.zeros((height, width), np.uint8)
     if category == "circle":
         radius = max(1, int(size // 2))
@@ -212,13 +290,14 @@ def sample_outline(rng: np.random.Generator, category: str, size: float) -> np.n
     return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
 
 
-def keeps_objects_visible(mask: np.ndarray, objects: list[ShapeObject]) -> bool:
-    """True if drawing ``mask`` on top leaves each earlier object >= 40 % visible and whole."""
+def keeps_objects_visible(mask: np.ndarray, objects: list[ShapeObject],
+                          min_fraction: float = MIN_VISIBLE_FRACTION) -> bool:
+    """True if drawing ``mask`` on top leaves each earlier object ``min_fraction`` visible and whole."""
     for obj in objects:
         if not (obj.visible & mask).any():
             continue
         remaining = obj.visible & ~mask
-        if remaining.sum() < MIN_VISIBLE_FRACTION * obj.full_area or not is_simple_region(remaining):
+        if remaining.sum() < min_fraction * obj.full_area or not is_simple_region(remaining):
             return False
     return True
 
@@ -238,8 +317,9 @@ def is_simple_region(mask: np.ndarray) -> bool:
 
 
 def pick_color(rng: np.random.Generator, mask: np.ndarray, background: np.ndarray,
-               objects: list[ShapeObject]) -> tuple[int, int, int] | None:
-    """A random colour that contrasts with the background and the objects next to ``mask``.
+               objects: list[ShapeObject], min_contrast: float = MIN_CONTRAST) -> tuple[int, int, int] | None:
+    """A random colour that differs by more than ``min_contrast`` from the background and the
+    objects next to ``mask``.
 
     Returns:
         RGB ints, or None if 10 random colours all came too close to a neighbour.
@@ -250,7 +330,7 @@ def pick_color(rng: np.random.Generator, mask: np.ndarray, background: np.ndarra
     references += [np.array(obj.color, np.float64) for obj in objects if (obj.visible & grown).any()]
     for _ in range(10):
         color = rng.integers(0, 256, size=3)
-        if all(np.abs(color - ref).mean() > MIN_CONTRAST for ref in references):
+        if all(np.abs(color - ref).mean() > min_contrast for ref in references):
             return int(color[0]), int(color[1]), int(color[2])
     return None
 
