@@ -9,7 +9,7 @@ trainings start at the same time, each with one compute thread (OMP_NUM_THREADS=
 wall-time budget (--hours, default 0.575 = 34.5 min):
 
     segcli: python -m segcli train OUT/shapes600 --model yolact_resnet18_fpn --time HOURS --batch 4
-            --imgsz 240 --workers 1 --ema --optimizer auto --mosaic --out OUT/runs --name segcli
+            --imgsz 240 --workers 1 --ema --optimizer auto --mosaic --copy-paste --out OUT/runs --name segcli
     peer:   yolo segment train model=yolov8n-seg.yaml data=OUT/yolo/data.yaml time=HOURS imgsz=320
             device=cpu pretrained=False amp=False workers=1 batch=8 project=OUT/runs name=yolo
             exist_ok=True
@@ -39,7 +39,7 @@ OMP_NUM_THREADS first: both sides then use the thread count of the step. --peer-
 the plain ``VENV/bin/yolo`` instead.
 
     .venv/bin/python benchmarks/bench_peer.py [--out /tmp/peer] [--hours 0.575] [--venv /tmp/peer-venv]
-        [--skip-train] [--only-speed] [--repeats 3]
+        [--skip-train] [--only-speed] [--repeats 3] [--segcli-model NAME] [--segcli-extra="--no-ema ..."]
     .venv/bin/python benchmarks/bench_peer.py --out /tmp/peer-smoke --hours 0.01 --train-images 20 \\
         --val-images 5 --test-images 10 --repeats 1          # a smoke run: every step, figures meaningless
 """
@@ -60,7 +60,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 ULTRALYTICS = "ultralytics==8.4.190"
-SEGCLI_COMMON = ["--batch", "4", "--imgsz", "240", "--workers", "1", "--ema", "--optimizer", "auto", "--mosaic"]
+SEGCLI_COMMON = ["--batch", "4", "--imgsz", "240", "--workers", "1", "--ema", "--optimizer", "auto", "--mosaic",
+                 "--copy-paste"]
 PEER_IMGSZ = 320
 PEER_COMMON = ["model=yolov8n-seg.yaml", f"imgsz={PEER_IMGSZ}", "device=cpu", "pretrained=False", "amp=False",
                "workers=1", "batch=8"]
@@ -326,7 +327,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="predict speed runs of each")
     parser.add_argument("--speed-threads", type=int, default=2)
     parser.add_argument("--segcli-model", default="yolact_resnet18_fpn")
-    parser.add_argument("--segcli-extra", default="", help="more segcli train options, one string")
+    parser.add_argument("--segcli-extra", default="", help="more segcli train options, one string (give it as --segcli-extra=\"--opt ...\")")
     parser.add_argument("--train-images", type=int, default=600)
     parser.add_argument("--val-images", type=int, default=60)
     parser.add_argument("--test-images", type=int, default=80)

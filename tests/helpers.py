@@ -110,3 +110,10 @@ def small_train_val(root: Path, train_images: int = 8) -> Path:
     generate_shapes_dataset(root / "val", 2, seed=8, coco=True, sizes=((128, 96),))
     return root
 
+
+
+MASK_RCNN_RECIPE = {"model": "maskrcnn_resnet18_fpn", "optimizer": "sgd", "ema": False, "mosaic": False,
+                    "copy_paste": False}
+"""TrainConfig options of the Mask R-CNN recipe that was segcli's default until the one-stage model
+and its recipe replaced it: for tests of other things (predict, resume, checkpoints) whose tiny
+runs were tuned on it, and which start from the shipped Mask R-CNN."""

@@ -45,8 +45,19 @@ GAINS = {"loss_classifier": 0.5, "loss_box_reg": 7.5, "loss_mask": 7.5}  # YOLOv
 MASKS_PER_IMAGE = 64  # positive points whose mask loss is computed (a random subset beyond it)
 
 
+class HeadBatchNorm(nn.BatchNorm2d):
+    """BatchNorm that, in training, normalises a single value per channel (one image whose
+    stride-32 map is 1x1: a batch of one below 64 px) with its running statistics instead of
+    failing as ``nn.BatchNorm2d`` does; otherwise the same (same state dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def _conv(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), HeadBatchNorm(cout),
                          nn.SiLU(inplace=True))
 
 

@@ -11,7 +11,7 @@ from segcli.models.instance import INSTANCE_MODELS, build_instance_model, instan
 from segcli.models.semantic import SEMANTIC_MODELS, build_semantic_model, semantic_args
 
 MODEL_NAMES = INSTANCE_MODELS + SEMANTIC_MODELS
-DEFAULT_MODELS = {"instance": "maskrcnn_resnet18_fpn", "semantic": "pspnet_resnet18"}
+DEFAULT_MODELS = {"instance": "yolact_resnet18_fpn", "semantic": "pspnet_resnet18"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

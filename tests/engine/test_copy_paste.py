@@ -117,7 +117,8 @@ def data(tmp_path_factory):
 
 def test_copy_paste_items_are_reproducible_and_stop_for_the_last_epochs(data, tmp_path):
     config = TrainConfig(train=str(data / "train" / "coco.json"), val=str(data / "val" / "coco.json"), epochs=10,
-                         batch=2, imgsz=64, workers=0, out=str(tmp_path), name="run", copy_paste=True)
+                         batch=2, imgsz=64, workers=0, out=str(tmp_path), name="run", copy_paste=True,
+                         mosaic=False)
     assert [config.mixes_images(epoch) for epoch in range(10)] == [True] * 9 + [False]
     seen: list[tuple[bool, bool]] = []
     trainer = Trainer.new(config, lambda event, **_: seen.append((dataset.copy_paste, dataset.mosaic))

@@ -15,6 +15,7 @@ from segcli.engine.eval.run import EvalOptions, run_eval
 from segcli.engine.predict.run import PredictOptions, predict_folder
 from segcli.engine.train.trainer import TrainConfig, train
 from segcli.models.checkpoint import read_checkpoint
+from tests.helpers import MASK_RCNN_RECIPE
 
 SHIPPED = Path(__file__).resolve().parents[2] / "weights" / "maskrcnn_resnet18_shapes.pt"
 SIZES, IMGSZ = ((320, 240), (240, 320)), 96  # over the model's max_size (153): predict pre-shrinks them
@@ -32,7 +33,7 @@ def trained(tmp_path_factory):
         generate_shapes_dataset(root / "val", 4, seed=12, coco=True, sizes=SIZES)
         summary = train(TrainConfig(train=str(root / "train" / "coco.json"), val=str(root / "val" / "coco.json"),
                                     epochs=2, batch=2, imgsz=IMGSZ, workers=0, lr=1e-3, warmup_iters=0,
-                                    init=str(SHIPPED), out=str(root / "runs"), name="run"))
+                                    init=str(SHIPPED), out=str(root / "runs"), name="run", **MASK_RCNN_RECIPE))
         best = Path(summary["run_dir"]) / "weights" / "best.pt"
         reported = read_checkpoint(best)["record"]["metrics"]  # the best epoch's validation row
         with_model = run_eval(EvalOptions(gt=root / "val" / "coco.json", weights=best, out=root / "eval", workers=0))

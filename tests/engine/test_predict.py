@@ -20,6 +20,7 @@ from segcli.formats import geometry
 from segcli.formats.io import read_annotations
 from segcli.formats.masks import read_label_map
 from segcli.ledger import Ledger
+from tests.helpers import MASK_RCNN_RECIPE
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def trained(tmp_path_factory):
     for split in ("train", "val"):
         generate_shapes_dataset(root / "data" / split, 4, seed=7, sizes=((160, 120),))
     train(TrainConfig(data=str(root / "data"), epochs=8, batch=2, imgsz=120, workers=0, out=str(root),
-                      name="run", warmup_iters=4))
+                      name="run", warmup_iters=4, **MASK_RCNN_RECIPE))
     return root / "run" / "weights" / "best.pt", root / "data" / "train" / "images"
 
 

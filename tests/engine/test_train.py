@@ -15,6 +15,7 @@ from segcli.engine.train.metrics_csv import read_metrics_csv
 from segcli.engine.train.trainer import TrainConfig, Trainer, train
 from segcli.errors import SegcliError
 from segcli.models.checkpoint import load_checkpoint, read_checkpoint
+from tests.helpers import MASK_RCNN_RECIPE
 
 ARTEFACTS = ("args.json", "metrics.csv", "results.png", "summary.json", "weights/best.pt", "weights/last.pt")
 
@@ -37,7 +38,7 @@ def _semantic(tiny_data, tmp_path, **kwargs):
 
 def test_instance_run_learns_and_writes_every_artefact(tiny_data, tmp_path):
     config = TrainConfig(data=str(tiny_data), task="instance", epochs=24, batch=2, imgsz=120, workers=0,
-                         val_every=12, out=str(tmp_path), name="inst", warmup_iters=10)
+                         val_every=12, out=str(tmp_path), name="inst", warmup_iters=10, **MASK_RCNN_RECIPE)
     summary = train(config)
     run = tmp_path / "inst"
     assert all((run / name).is_file() for name in ARTEFACTS)

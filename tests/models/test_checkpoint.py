@@ -24,6 +24,7 @@ def _model(name, **kwargs):
 
 
 @pytest.mark.parametrize("name,kwargs", [("maskrcnn_mobilenet_v3_large_fpn", {"min_size": 64, "max_size": 96}),
+                                         ("yolact_resnet18_fpn", {"min_size": 64, "max_size": 96}),
                                          ("pspnet_resnet18", {})])
 def test_save_load_identical_outputs(tmp_path, name, kwargs):
     model, record = _model(name, **kwargs)
@@ -35,14 +36,26 @@ def test_save_load_identical_outputs(tmp_path, name, kwargs):
     with torch.no_grad():
         if record["task"] == "instance":
             configure = dict(score_thresh=0.0)
-            for m in (model, loaded):
-                m.roi_heads.score_thresh = configure["score_thresh"]
+            for m in (model, loaded):  # built without init, loaded: every tensor the saved one
+                (m.roi_heads if hasattr(m, "roi_heads") else m).score_thresh = configure["score_thresh"]
             a, b = model(list(x))[0], loaded(list(x))[0]
             assert len(a["scores"]) > 0
             for key in ("boxes", "scores", "labels", "masks"):
                 assert torch.equal(a[key], b[key])
         else:
             assert torch.equal(model(x)["out"], loaded(x)["out"])
+
+
+def test_skipped_weight_init_leaves_torch_init_as_it_was():
+    from segcli.models.checkpoint import skipped_weight_init
+
+    before = torch.nn.init.kaiming_uniform_
+    with skipped_weight_init():
+        assert torch.nn.init.kaiming_uniform_ is not before
+        layer = torch.nn.Linear(4, 4)
+    assert torch.nn.init.kaiming_uniform_ is before
+    torch.nn.init.zeros_(layer.weight)
+    assert not layer.weight.any()
 
 
 def test_fp16_storage_is_smaller_and_loads_as_float32(tmp_path):

@@ -21,6 +21,7 @@ import torch
 from segcli.data.synthetic import generate_shapes_dataset
 from segcli.engine.train.trainer import TrainConfig, train
 from tests.helpers import assert_refused, run
+from tests.helpers import MASK_RCNN_RECIPE
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "weights" / "maskrcnn_resnet18_shapes.pt"
@@ -34,7 +35,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     for split in ("train", "val"):
         generate_shapes_dataset(root / "data" / split, 4, seed=5, sizes=((64, 48),))
     train(TrainConfig(data=str(root / "data"), epochs=1, batch=2, imgsz=64, workers=0, out=str(root / "runs"),
-                      name="run", warmup_iters=1))
+                      name="run", warmup_iters=1, **MASK_RCNN_RECIPE))
     return root / "data", root / "runs" / "run"
 
 

@@ -49,6 +49,7 @@ from segcli.formats.images import (IMAGE_SUFFIXES, decode_image, files_inside, m
 from segcli.models.checkpoint import load_checkpoint
 from segcli.models.defaults import PREDICT_CONF
 from segcli.models.device import inference_context, select_device
+from segcli.models.fusion import fuse_conv_bn
 from segcli.models.instance import configure_inference, inference_settings
 
 # MKL's GEMM (the box head's big matrix product) otherwise splits its work by the thread count,
@@ -210,8 +211,9 @@ class Predictor:
     being trained with its record).
 
     Args:
-        model: the model, on ``device``, in eval mode; CPU kernels are pinned on it
-            (``reproducible_on_cpu``) and its inference settings set (``configure_inference``).
+        model: the model, on ``device``, in eval mode; its BatchNorms are folded into their
+            convolutions (``fuse_conv_bn``), CPU kernels pinned on it (``reproducible_on_cpu``)
+            and its inference settings set (``configure_inference``): it is changed in place.
         record: its checkpoint record (task, categories, model args, normalisation, thresholds).
         device: where it runs.
         conf: score threshold (instance) pushed into the RoI heads (None: ``default_conf``).
@@ -256,6 +258,7 @@ class Predictor:
             norm = self.record["normalization"]
             self.mean = torch.tensor(norm["mean"]).view(3, 1, 1)
             self.std = torch.tensor(norm["std"]).view(3, 1, 1)
+        fuse_conv_bn(self.model)  # before the convolutions are pinned: the folded ones are new modules
         if self.device.type == "cpu":
             reproducible_on_cpu(self.model)
 

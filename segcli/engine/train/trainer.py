@@ -102,10 +102,11 @@ class TrainConfig:
     aux: bool = False
     clip_grad: float = 10.0
     fp16_weights: bool = False
-    ema: bool = False  # validate and save an exponential moving average of the weights (train/ema.py)
+    # the recipe (None: the default, resolved in __post_init__; issue 16's ablation chose them)
+    ema: bool | None = None  # validate and save an exponential moving average of the weights (train/ema.py); default on
     time: float | None = None  # hours: plan the epochs to finish in this time (train/budget.py)
-    mosaic: bool = False  # instance: four images in one (data/mosaic.py), off for the last tenth of the epochs
-    copy_paste: bool = False  # instance: objects of another image pasted on (data/copy_paste.py), off as mosaic
+    mosaic: bool | None = None  # instance: four images in one (data/mosaic.py), off for the last tenth; default on
+    copy_paste: bool | None = None  # instance: objects of another image pasted on (data/copy_paste.py), off as mosaic; default on
     model_args: dict = field(default_factory=dict)  # further architecture arguments, e.g. backbone_layers
 
     def __post_init__(self) -> None:
@@ -114,7 +115,11 @@ class TrainConfig:
             raise SegcliError(f"unknown --task {self.task!r} (instance or semantic)")
         if task_of(self.model) != self.task:
             raise SegcliError(f"--model {self.model} is {with_article(task_of(self.model))} model but --task is {self.task}")
-        self.optimizer = self.optimizer or ("sgd" if self.task == "instance" else "adamw")
+        self.optimizer = self.optimizer or ("auto" if self.task == "instance" else "adamw")
+        self.ema = True if self.ema is None else self.ema
+        for name in ("mosaic", "copy_paste"):
+            if getattr(self, name) is None:
+                setattr(self, name, self.task == "instance")
         if self.optimizer not in ("sgd", "adamw", "auto"):
             raise SegcliError(f"unknown --optimizer {self.optimizer!r} (sgd, adamw or auto)")
         if self.optimizer != "auto":  # auto: AdamW at a rate fitted to the classes (Trainer)
