@@ -26,7 +26,7 @@ evaluation expects (AP integrates precision over every score; a high cut truncat
 REVIEW_BELOW = 0.7
 """Predicted instances scoring below this are marked ``needs_review`` for the person correcting them."""
 
-DEFAULT_WEIGHTS = {"instance": "maskrcnn_resnet18_shapes.pt", "semantic": "pspnet_resnet18_shapes.pt"}
+DEFAULT_WEIGHTS = {"instance": "yolact_resnet18_shapes.pt", "semantic": "pspnet_resnet18_shapes.pt"}
 
 
 def weights_dir() -> Path:

@@ -11,6 +11,8 @@ mode) and torchvision's ``FrozenBatchNorm2d``.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
@@ -49,11 +51,10 @@ def fuse_conv_bn(model: nn.Module) -> int:
 
 @torch.no_grad()
 def _folded(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-                      device=conv.weight.device, dtype=conv.weight.dtype)
+    # a copy, not a new Conv2d: building one would draw its random init from the global RNG,
+    # and validation during training must leave the training's random stream as it found it
+    fused = copy.deepcopy(conv)
     weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
                                         norm.eps, norm.weight, norm.bias)
-    fused.weight.copy_(weight)
-    fused.bias.copy_(bias)
+    fused.weight, fused.bias = weight, bias
     return fused.eval()

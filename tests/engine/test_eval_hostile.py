@@ -302,16 +302,23 @@ def test_existing_out_gets_every_file_or_keeps_its_old_ones(tmp_path, instance_f
 
 def test_with_a_model_every_listed_file_is_in_out_and_nothing_hidden_remains(tmp_path):
     """The shipped instance model on one generated image: the overlays of worst/ and the plots
-    are moved into --out with the rest, and metrics.json names their final paths."""
+    are moved into --out with the rest, and metrics.json names their final paths. A ground-truth
+    object that is not in the picture makes sure the model is not perfect, so worst/ is written."""
     from segcli.data.synthetic import generate_shapes_dataset
 
-    generate_shapes_dataset(tmp_path / "split", 1, seed=1, sizes=((96, 64),))
+    via = generate_shapes_dataset(tmp_path / "split", 1, seed=1, sizes=((96, 64),))
+    project = json.loads(via.read_text())
+    entry = next(iter(project["_via_img_metadata"].values()))
+    entry["regions"].append({"shape_attributes": {"name": "polygon", "all_points_x": [1, 9, 9, 1],
+                                                  "all_points_y": [1, 1, 9, 9]},
+                             "region_attributes": {"shape": "circle"}})
+    via.write_text(json.dumps(project))
     out = tmp_path / "eval"
     result = run("eval", tmp_path / "split", "--out", out, "--device", "cpu", "--workers", 0)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     overlays = [row["overlay"] for row in metrics["worst_images"] if "overlay" in row]
-    assert overlays, metrics["worst_images"]  # the model is not perfect here: worst/ is written
+    assert overlays, metrics["worst_images"]
     listed = list(metrics["files"].values()) + overlays
     assert listed and all(Path(path).is_file() and Path(path).parent.resolve().is_relative_to(out.resolve())
                           for path in listed), listed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,9 +180,7 @@ def test_model_args_from_the_command_line(tmp_path):
 def test_init_from_a_mask_rcnn_checkpoint_starts_a_pspnet(tiny_data, tmp_path):
     """--init PATH copies the shipped Mask R-CNN's ResNet-18 into a PSPNet, which then learns
     faster than from scratch on the same steps."""
-    from segcli.models.defaults import default_weights
-
-    source = default_weights("instance")
+    source = Path(__file__).resolve().parents[2] / "weights" / "maskrcnn_resnet18_shapes.pt"
     options = dict(model="pspnet_resnet18", epochs=10, imgsz=96, lr=2e-3, val_every=10,
                    model_args={"backbone_layers": 3, "output_stride": 16})
     messages = []

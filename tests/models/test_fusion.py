@@ -83,3 +83,15 @@ def test_only_a_convolution_directly_before_its_norm_is_folded():
     """A BatchNorm that does not follow a Conv2d in order (here after a ReLU) stays as it is."""
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)).eval()
     assert fuse_conv_bn(model) == 0 and isinstance(model[2], nn.BatchNorm2d)
+
+
+def test_folding_leaves_the_global_random_stream_alone():
+    """Validation during training folds a copy of the model: it must not draw random numbers, or
+    a run resumed after a stop in validation would continue on another random stream."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, bias=False),
+                          nn.BatchNorm2d(8)).eval()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert fuse_conv_bn(model) == 2
+    assert torch.equal(torch.rand(3), expected)
