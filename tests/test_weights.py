@@ -18,7 +18,7 @@ from segcli.models.defaults import DEFAULT_WEIGHTS, default_weights, weights_dir
 
 EXAMPLE_VAL = Path(__file__).resolve().parents[1] / "examples" / "shapes" / "val"
 # floors a little under the figures weights/README.md records for examples/shapes/val
-MASK_AP_FLOOR, MASK_AP50_FLOOR = 0.70, 0.93
+MASK_AP_FLOOR, MASK_AP50_FLOOR = 0.88, 0.97  # recorded: 0.922 and 0.999
 MIOU_FLOOR, PIXEL_ACCURACY_FLOOR = 0.90, 0.98  # recorded: 0.944 and 0.993
 
 

@@ -58,7 +58,7 @@ def evaluate(
     """Score a model or prediction files: COCO box/mask AP per class, or mIoU and pixel accuracy.
 
     Examples:
-      segcli eval examples/shapes/val                      # the shipped Mask R-CNN on the example val split
+      segcli eval examples/shapes/val                      # the shipped one-stage model on the example val split
       segcli eval examples/shapes/val --task semantic      # the shipped FCN+PSPNet
       segcli eval data/val --weights runs/instance/exp/weights/best.pt
       segcli eval --pred runs/predict/exp/predictions.json --gt data/val/via_project.json

@@ -73,7 +73,7 @@ class Format(str, Enum):
 
 
 WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint (best.pt of a run; default: the shipped model for --task).")]
-TaskOption = Annotated[Task, typer.Option("--task", help="Without --weights: use the shipped instance (Mask R-CNN) or semantic (PSPNet) model.")]
+TaskOption = Annotated[Task, typer.Option("--task", help="Without --weights: use the shipped instance (one-stage yolact_resnet18_fpn) or semantic (PSPNet) model.")]
 OutOption = Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/predict/exp, exp2, ...).")]
 ConfOption = Annotated[float | None, typer.Option("--conf", help=f"Instance models: score threshold, applied inside the model [default: {PREDICT_CONF}]. A semantic model has none (a warning says so).")]
 IouOption = Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (instance).")]
