@@ -236,12 +236,11 @@ def place_object(rng: np.random.Generator, background: np.ndarray, objects: list
         mask = draw_shape_mask(rng, category, width, height, variety)
         if not keeps_objects_visible(mask, objects, variety.min_visible_fraction):
             continue
-        opacity, contrast = 1.0, MIN_CONTRAST
-        if variety != PLAIN:
-            if rng.random() < variety.transparent_share:
-                opacity = rng.uniform(variety.min_opacity, 1.0)
-            if rng.random() < variety.low_contrast_share:
-                contrast = variety.low_contrast
+        opacity, contrast = 1.0, MIN_CONTRAST  # no draw where a share is 0: PLAIN's stream stays as it was
+        if variety.transparent_share and rng.random() < variety.transparent_share:
+            opacity = rng.uniform(variety.min_opacity, 1.0)
+        if variety.low_contrast_share and rng.random() < variety.low_contrast_share:
+            contrast = variety.low_contrast
         color = pick_color(rng, mask, background, objects, contrast / opacity)
         if color is None:
             continue

@@ -130,9 +130,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu",
 @contextlib.contextmanager
 def skipped_weight_init() -> Iterator[None]:
     """Build models without their random initialisation (``torch.nn.init``'s in-place fills are
-    no-ops inside), for a model whose whole state is loaded next: a third of a second saved per
-    start of ``predict``/``eval`` (as transformers' ``no_init_weights``). Tensors that are not
-    state (anchors, constants) are computed as usual."""
+    no-ops inside), for a model whose whole state is loaded next, as transformers'
+    ``no_init_weights`` does; it also leaves the global RNG untouched. Tensors that are not state
+    (anchors, constants) are computed as usual."""
     names = [name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")]
     saved = {name: getattr(nn.init, name) for name in names}
     try:

@@ -1,6 +1,6 @@
 """Fold each BatchNorm into the convolution before it, for inference: one pass over every
-activation less (on this CPU the one-stage model's forward takes about a sixth less), the same
-results up to float rounding.
+activation less, the same results up to float rounding. (Measured on this CPU: 2% of the
+one-stage model's forward on real 320x240 images, 17% on random ones with 100 detections each.)
 
 Only pairs whose composition is certain are folded: a ``Conv2d`` followed by a BatchNorm in an
 ``nn.Sequential`` or torchvision's ``IntermediateLayerGetter`` (both apply their children in
