@@ -18,6 +18,7 @@ Model input: a list of float tensors ``[3, H, W]`` in [0, 1]; the model resizes 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -66,7 +67,7 @@ def instance_args(name: str, num_classes: int, **overrides: Any) -> dict[str, An
 def build_instance_model(name: str, args: dict[str, Any], init: str = "scratch") -> MaskRCNN | OneStageSegmenter:
     """Build instance model ``name`` with ``args`` (from ``instance_args``)."""
     if name in ONESTAGE_MODELS:
-        return build_onestage_model(name, args, init, _resnet_fpn)
+        return build_onestage_model(name, args, init, _onestage_backbone)
     common = {"min_size": args["min_size"], "max_size": args["max_size"],
               "rpn_post_nms_top_n_test": args["rpn_post_nms_top_n_test"],
               "box_detections_per_img": args["detections_per_img"], "box_score_thresh": args["score_thresh"]}
@@ -143,14 +144,27 @@ def _resnet_fpn(depth: str, init: str, channels: int, layers: int = 4) -> Backbo
                            extra_blocks=LastLevelMaxPool())
 
 
-def _mobilenet_fpn(init: str, channels: int) -> BackboneWithFPN:
-    """MobileNetV3-Large features with an FPN over its last two stages (strides 16, 32) plus pool."""
+def _onestage_backbone(name: str, init: str, channels: int, layers: int) -> BackboneWithFPN:
+    """The one-stage models' backbone: FPN maps at strides 4, 8, 16 plus a pooled 32."""
+    body = name.split("_", 1)[1].removesuffix("_fpn")
+    if body == "mobilenet_v3_large":
+        return _mobilenet_fpn(init, channels, strides=(4, 8, 16))
+    return _resnet_fpn(body, init, channels, layers)
+
+
+def _mobilenet_fpn(init: str, channels: int, strides: tuple[int, ...] | None = None) -> BackboneWithFPN:
+    """MobileNetV3-Large features with an FPN plus a max-pool level; the FPN reads the last two
+    stages (strides 16, 32, as torchvision's Mask R-CNN does) or, given ``strides``, the last block
+    at each of those strides (the features after the last one are cut off)."""
     if init == "coco":
         model_weights("maskrcnn_mobilenet_v3_large_fpn", init)
     weights = backbone_weights("mobilenet_v3_large", init)
     features = mobilenet_v3_large(weights=weights, norm_layer=_norm_layer(weights)).features
     stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
-    returned = stages[-2:]
+    if strides is None:
+        returned = stages[-2:]
+    else:  # stages[k] (k >= 1) starts stride 2^(k+1): the block before it ends stride 2^k
+        returned = [stages[int(math.log2(s))] - 1 for s in strides]
     return_layers = {str(index): str(k) for k, index in enumerate(returned)}
     in_channels = [features[index].out_channels for index in returned]
     return BackboneWithFPN(features, return_layers, in_channels, channels, extra_blocks=LastLevelMaxPool())

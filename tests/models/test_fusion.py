@@ -51,6 +51,7 @@ def _flat(value) -> list[torch.Tensor]:
     ("yolact_resnet18_fpn", ["backbone", "heads.0", "heads.1", "heads.2", "protonet"]),
     ("maskrcnn_resnet18_fpn", ["backbone"]),
     ("maskrcnn_mobilenet_v3_large_fpn", ["backbone"]),
+    ("yolact_mobilenet_v3_large_fpn", ["backbone", "protonet"]),
     ("pspnet_resnet18", []),
 ])
 def test_folded_model_computes_the_same(name, watched):

@@ -3,12 +3,23 @@ assignment, prototype masks cut to their boxes, and a tiny model that learns two
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.ops import batched_nms
 
 from segcli.models.instance import configure_inference
-from segcli.models.onestage import assign, fast_nms
+from segcli.models.onestage import ONESTAGE_MODELS, assign, fast_nms
 from segcli.models.registry import build_model, model_args
+
+
+@pytest.mark.parametrize("name", ONESTAGE_MODELS)
+def test_every_backbone_gives_the_maps_the_heads_read_at_strides_4_to_32(name):
+    model = build_model(name, model_args(name, 3, min_size=128, max_size=192)).eval()
+    with torch.no_grad():
+        features = model.backbone(torch.rand(1, 3, 128, 192))
+    assert list(features) == ["0", "1", "2", "pool"]
+    assert [tuple(f.shape[-2:]) for f in features.values()] == [(128 // s, 192 // s) for s in (4, 8, 16, 32)]
+    assert {f.shape[1] for f in features.values()} == {model.backbone.out_channels}
 
 
 def _random_boxes(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
