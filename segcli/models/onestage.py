@@ -5,7 +5,8 @@ Names: ``yolact_resnet18_fpn``, ``yolact_resnet34_fpn`` and ``yolact_mobilenet_v
 The backbone is the Mask R-CNN one (ResNet body and FPN, strides 4-16 plus a pooled 32, with 64
 channels), so ``--init`` from a Mask R-CNN checkpoint copies its ResNet body; the MobileNetV3
 variant reads the last block of each of the strides 4, 8 and 16 and drops the stride-32 stage
-(on one thread, a 320x240 forward takes about 50 ms against 120 ms with ResNet-18). A small head on each of the strides 8, 16 and 32 predicts, at every point of its grid,
+(on one thread, a 320x240 forward takes about 50 ms against 120 ms with ResNet-18).
+A small head on each of the strides 8, 16 and 32 predicts, at every point of its grid,
 class scores, the distances from the point to the four sides of its object's box, and
 ``prototypes`` mask coefficients; a prototype network on the stride-4 map predicts that many
 masks for the whole image. An object's mask is the sigmoid of its coefficients times the
@@ -35,7 +36,7 @@ ONESTAGE_MODELS = ("yolact_resnet18_fpn", "yolact_resnet34_fpn", "yolact_mobilen
 ONESTAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "yolact_resnet18_fpn": {"min_size": 320, "max_size": 512, "fpn_layers": 3},
     "yolact_resnet34_fpn": {"min_size": 320, "max_size": 512, "fpn_layers": 3},
-    "yolact_mobilenet_v3_large_fpn": {"min_size": 320, "max_size": 512, "fpn_layers": 3},
+    "yolact_mobilenet_v3_large_fpn": {"min_size": 320, "max_size": 512},  # its strides are fixed
 }
 ONESTAGE_ARGS = {"fpn_channels": 64, "head_channels": 64, "prototypes": 32, "pre_nms_top_n": 1000,
                  "nms_thresh": 0.5}
